@@ -1,0 +1,38 @@
+# Two commands for a fresh machine:
+#   make demo   set up .venv, install everything, run pipelines/quickstart.yaml, print the report path
+#   make test   same set-up, then the test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-all data clean
+
+setup: $(STAMP) data
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# Fashion-MNIST comes from Debian's package where apt and root are available; optional otherwise.
+data:
+	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian package dataset-fashion-mnist"; \
+		(apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) \
+		|| echo "note: could not install dataset-fashion-mnist; fashion_mnist pipelines will say how to get the files"; \
+	fi
+
+demo: setup
+	$(VENV)/bin/tfopt run pipelines/quickstart.yaml
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m ""
+
+clean:
+	rm -rf $(VENV) build *.egg-info

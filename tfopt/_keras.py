@@ -1,0 +1,78 @@
+"""The one place that decides which Keras tfopt imports.
+
+TensorFlow 2.21 ships Keras 3 as ``tf.keras`` unless ``TF_USE_LEGACY_KERAS=1`` is set before
+TensorFlow is first imported; tensorflow-model-optimization (tfmot) only works with Keras 2, the
+``tf_keras`` package. ``tfopt/__init__`` sets the variable, and every tfopt module gets TensorFlow
+and Keras 2 from here. Keras 3 code (keras-hub models) must say ``import keras``, never
+``tf.keras``, because importing tfmot flips ``tf.keras`` to ``tf_keras`` for the whole process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from types import ModuleType
+
+from tfopt.errors import TfoptError
+
+
+@functools.lru_cache(maxsize=None)
+def tf() -> ModuleType:
+    """TensorFlow, imported lazily so config, CLI help and reports stay fast."""
+    import tensorflow
+
+    return tensorflow
+
+
+@functools.lru_cache(maxsize=None)
+def keras() -> ModuleType:
+    """Keras 2 (``tf_keras``), the Keras that tfmot can wrap."""
+    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+        raise TfoptError(
+            "TensorFlow was imported before tfopt with Keras 3 as tf.keras; tfmot needs Keras 2. "
+            "Fix: import tfopt before tensorflow, or set TF_USE_LEGACY_KERAS=1."
+        )
+    import tf_keras
+
+    return tf_keras
+
+
+@functools.lru_cache(maxsize=None)
+def tfmot() -> ModuleType:
+    """tensorflow-model-optimization (Keras 2 only)."""
+    keras()
+    import tensorflow_model_optimization
+
+    return tensorflow_model_optimization
+
+
+def keras_kind(model: object) -> str:
+    """'tf_keras' for a Keras 2 model, 'keras3' for a Keras 3 model.
+
+    Checked before calling tfmot, which returns None (clustering) or fails deep inside (pruning)
+    when handed a Keras 3 model.
+    """
+    module = type(model).__module__
+    for cls in type(model).__mro__:
+        module = cls.__module__
+        if module.startswith("tf_keras"):
+            return "tf_keras"
+        if module.startswith("keras"):
+            return "keras3"
+    raise TfoptError(f"Not a Keras model: {type(model).__name__}. Received: model={type(model)!r}")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the stack, recorded in run.json."""
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras", "ai-edge-litert", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    import tfopt
+
+    out["tfopt"] = tfopt.__version__
+    return out

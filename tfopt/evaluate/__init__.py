@@ -1,0 +1,1 @@
+"""Measurements: accuracy through LiteRT, sizes, weights read back from files, latency."""

@@ -1,0 +1,73 @@
+"""Model registry and the entry point that builds or loads the pipeline's model.
+
+A builder is ``(input_shape, num_classes, **params) -> tf_keras.Model`` registered with
+``@MODELS.register(name)``; adding a model family means adding one file here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from tfopt.config import ModelConfig
+from tfopt.errors import ModelError
+from tfopt.registry import Registry
+
+MODELS: Registry = Registry("model")
+
+
+def _register_builtins() -> None:
+    from tfopt.models import small_cnn  # noqa: F401
+
+
+_register_builtins()
+
+
+def build(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> Any:
+    """Build a registered model or load the user's file; call inside ``strategy.scope()``.
+
+    Raises:
+        ModelError: unknown name, bad params, missing/corrupt/unsafe file, or a model whose
+            input or output does not fit the data.
+    """
+    if cfg.path is not None:
+        from tfopt.models.user_file import load_model_file
+
+        model = load_model_file(cfg.path, safe_mode=cfg.safe_mode)
+    else:
+        if cfg.name not in MODELS:
+            raise ModelError(MODELS.unknown_message(cfg.name))
+        builder = MODELS.get(cfg.name)
+        _check_params(cfg.name, builder, cfg.params)
+        model = builder(tuple(input_shape), num_classes, **cfg.params)
+    check_fits(model, input_shape, num_classes, cfg.path or cfg.name)
+    return model
+
+
+def _check_params(name: str, builder: Any, params: dict[str, Any]) -> None:
+    sig = inspect.signature(builder)
+    allowed = list(sig.parameters)[2:]  # after (input_shape, num_classes)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ModelError(
+            f"Model {name!r} has no parameter(s) {', '.join(unknown)}. Known: {', '.join(allowed)}. "
+            f"Received: model.params={params!r}"
+        )
+
+
+def check_fits(model: Any, input_shape: tuple[int, ...], num_classes: int, what: str) -> None:
+    """Refuse a model whose input shape or class count does not match the dataset."""
+    model_in = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if model_in is None:
+        raise ModelError(f"Model {what!r} has several inputs; tfopt's image pipelines need one image input.")
+    if any(m is not None and m != d for m, d in zip(model_in, input_shape)) or len(model_in) != len(input_shape):
+        raise ModelError(
+            f"Model {what!r} expects inputs of shape {model_in} but the dataset's images are {tuple(input_shape)}. "
+            "Fix: use a dataset of that shape or a model built for it."
+        )
+    out = model.output_shape[-1] if not isinstance(model.output_shape, list) else None
+    if out != num_classes:
+        raise ModelError(
+            f"Model {what!r} outputs {out} classes but the dataset has {num_classes}. "
+            "Fix: give the model a final layer with that many units."
+        )

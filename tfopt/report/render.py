@@ -1,0 +1,366 @@
+"""Render a run record into ``report.md``, a self-contained ``report.html`` and PNG plots.
+
+The report is built once as a small list of neutral blocks (heading, table, image, ...) and then
+written out twice, so the Markdown and HTML versions can never disagree. Only ``run.json`` is read:
+this module must never import TensorFlow, so reports re-render anywhere in seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+from tfopt.errors import TfoptError
+from tfopt.io import atomic_write_bytes, atomic_write_text
+from tfopt.report import plots
+from tfopt.results import Result, Run, load_run
+
+MISSING = "–"
+BASELINE_VARIANT = "baseline"
+
+
+# --- neutral document blocks -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class _Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class _KeyValues:
+    items: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class _Table:
+    headers: list[str]
+    rows: list[list[str]]
+    align: str  # one of "l"/"r" per column
+
+
+@dataclass(frozen=True)
+class _Image:
+    filename: str
+    alt: str
+    png: bytes
+
+
+@dataclass(frozen=True)
+class _Details:
+    summary: str
+    blocks: list[Any] = field(default_factory=list)
+
+
+# --- formatting ----------------------------------------------------------------------------------
+
+
+def _ok(x: Optional[float]) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def _fmt(x: Optional[float], spec: str, suffix: str = "") -> str:
+    return f"{x:{spec}}{suffix}" if _ok(x) else MISSING
+
+
+def _ratio(num: Optional[float], den: Optional[float], digits: int = 1) -> str:
+    if not (_ok(num) and _ok(den)) or den <= 0 or num <= 0:
+        return MISSING
+    return f"{num / den:.{digits}f}x"
+
+
+def _kib(n: Optional[int]) -> str:
+    return _fmt(None if n is None else n / 1024, ",.1f")
+
+
+def _pct(x: Optional[float]) -> str:
+    return _fmt(None if x is None else x * 100, ".2f", "%")
+
+
+def _diff(r: Result) -> str:
+    if not _ok(r.max_abs_diff):
+        return MISSING
+    if not _ok(r.tolerance):
+        return f"{r.max_abs_diff:.2g}"
+    ok = r.max_abs_diff <= r.tolerance
+    return f"{r.max_abs_diff:.2g} {'≤' if ok else '>'} {r.tolerance:.2g}" + ("" if ok else " ✗")
+
+
+def _mapping(d: dict[str, Any], sep: str) -> str:
+    return ", ".join(f"{k}{sep}{v}" for k, v in d.items()) or MISSING
+
+
+# --- report content ------------------------------------------------------------------------------
+
+
+def _baseline_variant(run: Run) -> str:
+    variants = [r.variant for r in run.results]
+    if BASELINE_VARIANT in variants or not variants:
+        return BASELINE_VARIANT
+    return variants[0]
+
+
+def _find(run: Run, variant: str, fmt: str) -> Optional[Result]:
+    try:
+        return run.result(variant, fmt)
+    except KeyError:
+        return None
+
+
+def _header(run: Run) -> list[Any]:
+    d = run.dataset
+    dataset = f"{d.name}: {d.num_test} test examples, {d.num_classes} classes, source {d.source}"
+    return [
+        _Heading(1, f"tfopt report: {run.pipeline}"),
+        _KeyValues([
+            ("Pipeline", run.pipeline),
+            ("Dataset", dataset),
+            ("Created", run.created),
+            ("Versions", _mapping(run.versions, " ")),
+            ("Machine", _mapping(run.machine, ": ")),
+        ]),
+    ]
+
+
+def _results_table(run: Run) -> list[Any]:
+    base = _baseline_variant(run)
+    ref32 = _find(run, base, "float32")
+    ref_acc = ref32 or _find(run, base, "keras")
+    ref_p50 = ref32.latency_ms.p50 if ref32 and ref32.latency_ms else None
+    rows = []
+    for r in run.results:
+        lat = r.latency_ms
+        rows.append([
+            r.variant,
+            r.format,
+            _pct(r.accuracy),
+            _fmt((r.accuracy - ref_acc.accuracy) * 100 if ref_acc and _ok(r.accuracy) else None, "+.2f", " pp"),
+            _kib(r.size_bytes),
+            _kib(r.gzip_bytes),
+            _ratio(ref32.gzip_bytes if ref32 else None, r.gzip_bytes),
+            _pct(r.sparsity),
+            _diff(r),
+            _fmt(lat.p50 if lat else None, ".3f"),
+            _fmt(lat.p90 if lat else None, ".3f"),
+            _ratio(ref_p50, lat.p50 if lat else None, digits=2),  # speed-ups near 1x need the 2nd digit
+        ])
+    headers = ["variant", "format", "accuracy", "Δ accuracy", "size (KiB)", "gzip (KiB)", "compression",
+               "sparsity", "max |Δ| vs Keras (tol)", "p50 (ms)", "p90 (ms)", "speed-up"]
+    notes = []
+    if ref_acc:
+        notes.append(f"Δ accuracy is in percentage points vs {ref_acc.variant}/{ref_acc.format}.")
+    if ref32:
+        notes.append(f"Compression and speed-up are {base}/float32's gzip size and p50 latency divided by the row's.")
+    else:
+        notes.append(f"No {base}/float32 row, so compression and speed-up are not computed.")
+    notes.append("max |Δ| compares each exported file's outputs with its Keras model's on test inputs; ✗ marks a tolerance miss.")
+    return [_Heading(2, "Results"), _Table(headers, rows, "llrrrrrrrrrr"), _Para(" ".join(notes))]
+
+
+def _plots(run: Run) -> list[Any]:
+    blocks: list[Any] = [_Heading(2, "Plots")]
+    specs: list[tuple[str, str, Callable[[], Optional[bytes]], str]] = [
+        ("accuracy_vs_size", "Accuracy vs gzip size", lambda: plots.plot_accuracy_vs_size(run.results, _baseline_variant(run)), "No results to plot."),
+        ("latency", "Latency p50 / p90", lambda: plots.plot_latency(run.results), "No latency was measured."),
+        ("sparsity", "Per-layer sparsity", lambda: plots.plot_sparsity(run.results), "No per-layer statistics recorded."),
+    ]
+    for key, alt, draw, empty in specs:
+        png = draw()
+        blocks.append(_Image(f"{key}.png", alt, png) if png is not None else _Para(f"{alt}: {empty}"))
+    return blocks
+
+
+def _layers(run: Run) -> list[Any]:
+    blocks: list[Any] = [_Heading(2, "Per-layer weights")]
+    shown = [r for r in run.results if r.format != "keras" and r.layers]
+    if not shown:
+        return blocks + [_Para("No per-layer statistics recorded.")]
+    for r in shown:
+        rows = [[s.name, f"{s.size:,}", _pct(s.sparsity), f"{s.unique_values:,}", s.dtype] for s in r.layers]
+        table = _Table(["tensor", "size", "sparsity", "unique values", "dtype"], rows, "lrrrl")
+        blocks.append(_Details(f"{r.variant} / {r.format}: {len(r.layers)} tensors", [table]))
+    return blocks
+
+
+def _transforms(run: Run) -> list[Any]:
+    blocks: list[Any] = [_Heading(2, "Transforms")]
+    if not run.transforms:
+        return blocks + [_Para("No transforms were applied.")]
+    for t in run.transforms:
+        applied = sum(1 for d in t.layers if d.applied)
+        blocks += [
+            _Heading(3, f"{t.variant}: {t.transform}"),
+            _KeyValues([("Backend", t.backend), ("Params", _mapping(t.params, "="))]),
+        ]
+        if t.layers:
+            rows = [[d.layer, "applied" if d.applied else "skipped", d.reason or MISSING] for d in t.layers]
+            summary = f"Layer decisions: {applied} applied, {len(t.layers) - applied} skipped"
+            blocks.append(_Details(summary, [_Table(["layer", "decision", "reason"], rows, "lll")]))
+    return blocks
+
+
+def _training(run: Run) -> list[Any]:
+    blocks: list[Any] = [_Heading(2, "Training")]
+    if run.training:
+        rows = [[t.variant, str(t.epochs_run), _fmt(t.seconds, ".1f"), _fmt(t.examples_per_second, ",.0f"),
+                 ", ".join(f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in t.final.items()) or MISSING]
+                for t in run.training]
+        blocks.append(_Table(["variant", "epochs", "seconds", "examples/s", "final metrics"], rows, "lrrrl"))
+    else:
+        blocks.append(_Para("No training recorded."))
+    blocks.append(_Heading(2, "Stage timings"))
+    if run.stages:
+        rows = [[s.name, _fmt(s.seconds, ".1f")] for s in run.stages]
+        rows.append(["total", _fmt(sum(s.seconds for s in run.stages), ".1f")])
+        blocks.append(_Table(["stage", "seconds"], rows, "lr"))
+    else:
+        blocks.append(_Para("No stage timings recorded."))
+    return blocks
+
+
+def build_blocks(run: Run) -> list[Any]:
+    """Lay out the whole report as neutral blocks, shared by the Markdown and HTML writers."""
+    return _header(run) + _results_table(run) + _plots(run) + _layers(run) + _transforms(run) + _training(run)
+
+
+# --- Markdown ------------------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\r", " ").replace("\n", " ")
+
+
+def _md_blocks(blocks: Sequence[Any]) -> list[str]:
+    out: list[str] = []
+    for b in blocks:
+        if isinstance(b, _Heading):
+            out.append(f"{'#' * b.level} {_md(b.text)}")
+        elif isinstance(b, _Para):
+            out.append(_md(b.text))
+        elif isinstance(b, _KeyValues):
+            out.append("\n".join(f"- **{_md(k)}:** {_md(v)}" for k, v in b.items))
+        elif isinstance(b, _Table):
+            lines = ["| " + " | ".join(_md(h) for h in b.headers) + " |",
+                     "|" + "|".join("---:" if a == "r" else ":---" for a in b.align) + "|"]
+            lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in b.rows]
+            out.append("\n".join(lines))
+        elif isinstance(b, _Image):
+            out.append(f"![{_md(b.alt)}]({b.filename})")
+        elif isinstance(b, _Details):
+            out.append(f"**{_md(b.summary)}**")
+            out += _md_blocks(b.blocks)
+    return out
+
+
+def to_markdown(blocks: Sequence[Any]) -> str:
+    """Write blocks as GitHub-flavoured Markdown; images are referenced as sibling PNG files."""
+    return "\n\n".join(_md_blocks(blocks)) + "\n"
+
+
+# --- HTML ----------------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 2rem auto;
+       max-width: 1200px; padding: 0 1rem; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6rem; border-bottom: 2px solid #ddd; padding-bottom: .3rem; }
+h2 { font-size: 1.3rem; margin-top: 2rem; border-bottom: 1px solid #eee; }
+h3 { font-size: 1.05rem; margin-bottom: .3rem; }
+table { border-collapse: collapse; margin: .6rem 0; font-size: .88rem; }
+th, td { border: 1px solid #ddd; padding: .25rem .55rem; }
+th { background: #f4f4f4; text-align: left; }
+td.r { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr:nth-child(even) td { background: #fafafa; }
+ul.kv { list-style: none; padding-left: 0; }
+ul.kv li { margin: .15rem 0; }
+img { max-width: 100%; display: block; margin: .8rem 0; border: 1px solid #eee; }
+details { margin: .4rem 0; }
+summary { cursor: pointer; font-weight: 600; }
+p.note { color: #555; font-size: .88rem; }
+"""
+
+
+def _e(text: str) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _html_blocks(blocks: Sequence[Any]) -> list[str]:
+    out: list[str] = []
+    for b in blocks:
+        if isinstance(b, _Heading):
+            out.append(f"<h{b.level}>{_e(b.text)}</h{b.level}>")
+        elif isinstance(b, _Para):
+            out.append(f'<p class="note">{_e(b.text)}</p>')
+        elif isinstance(b, _KeyValues):
+            items = "".join(f"<li><strong>{_e(k)}:</strong> {_e(v)}</li>" for k, v in b.items)
+            out.append(f'<ul class="kv">{items}</ul>')
+        elif isinstance(b, _Table):
+            head = "".join(f"<th>{_e(h)}</th>" for h in b.headers)
+            body = "".join(
+                "<tr>" + "".join(f'<td class="{a}">{_e(c)}</td>' for a, c in zip(b.align, row)) + "</tr>" for row in b.rows
+            )
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif isinstance(b, _Image):
+            data = base64.b64encode(b.png).decode("ascii")
+            out.append(f'<img alt="{_e(b.alt)}" src="data:image/png;base64,{data}">')
+        elif isinstance(b, _Details):
+            inner = "\n".join(_html_blocks(b.blocks))
+            out.append(f"<details><summary>{_e(b.summary)}</summary>\n{inner}\n</details>")
+    return out
+
+
+def to_html(blocks: Sequence[Any], title: str) -> str:
+    """Write blocks as one self-contained HTML page: inline CSS, images as data URIs, no links."""
+    body = "\n".join(_html_blocks(blocks))
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{_e(title)}</title>\n'
+            f"<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def render(run: Union[Run, str, Path], out_dir: Optional[Path] = None) -> dict[str, Path]:
+    """Render a run into Markdown, self-contained HTML and PNG plots.
+
+    Args:
+        run: a ``Run``, or the path of its ``run.json`` (or of the folder holding it).
+        out_dir: where to write; defaults to the folder holding ``run.json``. Required for a ``Run``.
+
+    Returns:
+        Paths written: ``markdown``, ``html`` and one per plot drawn (``accuracy_vs_size``,
+        ``latency``, ``sparsity``; a plot with nothing to draw is left out).
+
+    Raises:
+        TfoptError: if the run file is missing or invalid, or a ``Run`` is given without ``out_dir``.
+
+    Example:
+        >>> render("reports/mnist_prune/run.json")["html"]
+        PosixPath('reports/mnist_prune/report.html')
+    """
+    if isinstance(run, Run):
+        if out_dir is None:
+            raise TfoptError("render() got a Run object but no out_dir. Fix: pass out_dir=..., or the path of run.json.")
+    else:
+        path = Path(run)
+        if path.is_dir():
+            path = path / "run.json"
+        run = load_run(path)
+        out_dir = path.parent if out_dir is None else out_dir
+    out_dir = Path(out_dir)
+    blocks = build_blocks(run)
+    written: dict[str, Path] = {}
+    for b in blocks:
+        if isinstance(b, _Image):
+            written[Path(b.filename).stem] = atomic_write_bytes(out_dir / b.filename, b.png)
+    written["markdown"] = atomic_write_text(out_dir / "report.md", to_markdown(blocks))
+    written["html"] = atomic_write_text(out_dir / "report.html", to_html(blocks, f"tfopt report: {run.pipeline}"))
+    return written

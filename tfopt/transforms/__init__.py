@@ -1,0 +1,81 @@
+"""Optimization techniques, one file each, behind one small interface.
+
+A technique subclasses ``Transform``, declares its parameter schema as ``Config`` (validated when
+the pipeline loads), and registers itself with ``@TRANSFORMS.register(name)``. The pipeline calls
+``apply`` inside the strategy scope, fine-tunes with ``callbacks()``, then ``strip`` leaves a plain
+Keras model ready for export; ``describe()`` says per layer what was done or skipped and why.
+"""
+
+from __future__ import annotations
+
+import abc
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from pydantic import BaseModel
+
+from tfopt.registry import Registry
+from tfopt.results import LayerDecision
+
+TRANSFORMS: Registry = Registry("transform")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a transform may need to know about the fine-tune that follows it."""
+
+    steps_per_epoch: int
+    finetune_epochs: int
+    log_dir: Optional[Path] = None
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.finetune_epochs
+
+
+class Transform(abc.ABC):
+    """One optimization technique applied to one model."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+    backend: ClassVar[str] = "tf_keras"
+    needs_finetune: ClassVar[bool] = True
+
+    def __init__(self, config: BaseModel, context: Context):
+        self.config = config
+        self.context = context
+        self.decisions: list[LayerDecision] = []
+
+    @abc.abstractmethod
+    def apply(self, model: Any) -> Any:
+        """Return a model ready for fine-tuning (wrapped layers, masks...)."""
+
+    def callbacks(self) -> list:
+        """Keras callbacks the fine-tune needs (e.g. the pruning step)."""
+        return []
+
+    def strip(self, model: Any) -> Any:
+        """Remove training-only wrappers; the result exports as a plain model."""
+        return model
+
+    def describe(self) -> list[LayerDecision]:
+        return list(self.decisions)
+
+
+def layer_selected(name: str, only: Optional[list[str]], skip: list[str]) -> tuple[bool, str]:
+    """Match a layer name against glob patterns; returns (selected, reason if not)."""
+    for pattern in skip:
+        if fnmatch.fnmatchcase(name, pattern):
+            return False, f"skipped by pattern {pattern!r}"
+    if only is not None and not any(fnmatch.fnmatchcase(name, p) for p in only):
+        return False, "not matched by 'layers'"
+    return True, ""
+
+
+def _register_builtins() -> None:
+    from tfopt.transforms import prune  # noqa: F401
+
+
+_register_builtins()
