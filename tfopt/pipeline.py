@@ -173,7 +173,7 @@ def run(cfg: PipelineConfig, root: str | Path = ".", log: Callable[[str], None] 
         with stage(f"export+evaluate {vname}"):
             keras_path = out.models_dir / f"{vname}.keras"
             with atomic_path(keras_path) as tmp:
-                model.save(tmp)
+                _clone(model).save(tmp)  # uncompiled copy: no optimizer state, same size for every variant
             probs = model.predict(splits.x_test, batch_size=256, verbose=0)
             keras_layers = keras_weight_stats(model)
             results.append(

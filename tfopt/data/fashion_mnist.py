@@ -32,15 +32,19 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        raise DataError(f"Cannot read idx file {path}: {e}. Fix: reinstall the dataset files.") from None
+        raise DataError(f"Cannot read idx file {path} (truncated or corrupt?): {e}. Fix: reinstall the dataset files.") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not an idx file of unsigned bytes. Fix: point data.path at the Fashion-MNIST idx files.")
     ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
+    if len(raw) < offset:
+        raise DataError(f"{path} is truncated: its header needs {offset} bytes, found {len(raw)}. Fix: reinstall the dataset files.")
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     data = np.frombuffer(raw, np.uint8, offset=offset)
-    if data.size != int(np.prod(dims)):
-        raise DataError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {data.size}.")
+    expected = int(np.prod(dims))
+    if data.size != expected:
+        problem = "is truncated" if data.size < expected else "has more data than its header says"
+        raise DataError(f"{path} {problem}: expected {expected} values, found {data.size}. Fix: reinstall the dataset files.")
     return data.reshape(dims)
 
 

