@@ -137,7 +137,7 @@ class ExportSpec(Strict):
         export: [float32, dynamic, {int8: {integer_io: true, tolerance: 0.3}}]
     """
 
-    format: Literal["float32", "dynamic", "float16", "int8"]
+    format: str = Field(description="a registered export format (tfopt list)")
     tolerance: Optional[float] = Field(None, gt=0, description="max |Keras - TFLite| on test outputs")
     integer_io: bool = False
     calibration_samples: int = Field(200, gt=0)
@@ -150,7 +150,7 @@ class ExportSpec(Strict):
 
     @property
     def max_abs_diff(self) -> float:
-        return self.tolerance if self.tolerance is not None else DEFAULT_TOLERANCE[self.format]
+        return self.tolerance if self.tolerance is not None else DEFAULT_TOLERANCE.get(self.format, 0.5)
 
 
 class EvaluateConfig(Strict):
@@ -365,11 +365,17 @@ def check_references(cfg: PipelineConfig, source: str = "<config>", lines: Optio
     """Check names against the registries and validate each transform's own parameters."""
     from tfopt import data as data_mod, models, transforms
 
+    from tfopt.export import EXPORTERS
+
     lines = lines or {}
 
     def fail(loc: tuple, msg: str) -> None:
         line = _line_for(loc, lines)
         raise ConfigError(f"{source}:{line}: {msg}" if line else f"{source}: {msg}")
+
+    for i, spec in enumerate(cfg.export):
+        if spec.format not in EXPORTERS:
+            fail(("export", i), EXPORTERS.unknown_message(spec.format))
 
     if cfg.data.name not in data_mod.DATASETS:
         fail(("data", "name"), data_mod.DATASETS.unknown_message(cfg.data.name))

@@ -137,34 +137,8 @@ def run(cfg: PipelineConfig, root: str | Path = ".", log: Callable[[str], None] 
 
     for vname, variant in cfg.variants.items():
         with stage(f"variant {vname}"):
-            ft = variant.finetune or cfg.finetune
-            batch = ft.batch_size or cfg.train.batch_size
-            lr = ft.learning_rate or cfg.train.learning_rate
-            ctx = Context(
-                steps_per_epoch=math.ceil(len(splits.x_train) / batch), finetune_epochs=ft.epochs,
-                log_dir=tb_root / vname,
-            )
-            steps = [TRANSFORMS.get(s.name)(transform_config(s), ctx) for s in variant.transforms]
-            if ft.epochs == 0 and any(t.needs_finetune for t in steps):
-                names = ", ".join(t.name for t in steps if t.needs_finetune)
-                raise TransformError(f"Variant {vname!r}: {names} needs fine-tuning. Fix: set finetune.epochs to at least 1.")
-            with strategy.scope():
-                model = _clone(baseline)
-                for t in steps:
-                    model = t.apply(model)
-                compile_model(model, cfg.train.optimizer, lr)
-            callbacks = [cb for t in steps for cb in t.callbacks()]
-            trainings.append(
-                fit(model, splits, variant=vname, epochs=ft.epochs, batch_size=batch, seed=cfg.seed,
-                    callbacks=callbacks, log_dir=tb_root / vname, verbose=cfg.train.verbose)
-            )
-            for t in reversed(steps):
-                model = t.strip(model)
+            model = _build_variant(vname, variant, baseline, splits, cfg, strategy, tb_root / vname, trainings, transform_reports)
             keras_models[vname] = model
-            for t, spec in zip(steps, variant.transforms):
-                transform_reports.append(
-                    TransformReport(vname, t.name, transform_config(spec).model_dump(mode="json"), t.backend, t.describe())
-                )
 
     results: list[Result] = []
     failures: list[str] = []
@@ -231,6 +205,37 @@ def run(cfg: PipelineConfig, root: str | Path = ".", log: Callable[[str], None] 
     if failures:
         raise ValidationError("Export validation failed:\n" + "\n".join(failures))
     return run_record
+
+
+def _build_variant(vname, variant, baseline, splits, cfg, strategy, tb_dir, trainings, transform_reports) -> Any:
+    """Apply a variant's transforms one after the other, each fine-tuned and stripped in turn."""
+    ft = variant.finetune or cfg.finetune
+    batch = ft.batch_size or cfg.train.batch_size
+    lr = ft.learning_rate or cfg.train.learning_rate
+    with strategy.scope():
+        model = _clone(baseline)
+    previous: list[str] = []
+    for i, spec in enumerate(variant.transforms):
+        ctx = Context(
+            steps_per_epoch=math.ceil(len(splits.x_train) / batch), finetune_epochs=ft.epochs,
+            log_dir=tb_dir / f"{i + 1}_{spec.name}", previous=tuple(previous),
+        )
+        params = transform_config(spec)
+        step = TRANSFORMS.get(spec.name)(params, ctx)
+        if ft.epochs == 0 and step.needs_finetune:
+            raise TransformError(f"Variant {vname!r}: {step.name} needs fine-tuning. Fix: set finetune.epochs to at least 1.")
+        with strategy.scope():
+            model = step.apply(model)
+            compile_model(model, cfg.train.optimizer, lr)
+        if ft.epochs:
+            trainings.append(
+                fit(model, splits, variant=f"{vname}/{step.name}", epochs=ft.epochs, batch_size=batch, seed=cfg.seed,
+                    callbacks=step.callbacks(), log_dir=ctx.log_dir, verbose=cfg.train.verbose)
+            )
+        model = step.strip(model)
+        previous.append(step.name)
+        transform_reports.append(TransformReport(vname, step.name, params.model_dump(mode="json"), step.backend, step.describe()))
+    return model
 
 
 def _accuracy(probs: np.ndarray, labels: np.ndarray) -> float:

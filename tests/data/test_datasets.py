@@ -296,9 +296,16 @@ def test_npz_missing_path(tmp_path):
     assert str(missing) in _one_line(err)
 
 
-def test_npz_corrupt_file(tmp_path):
+@pytest.mark.parametrize("kind", ["cut_zip", "npy_renamed", "object_array"])
+def test_npz_unreadable_file(tmp_path, kind):
     path = tmp_path / "corrupt.npz"
-    path.write_bytes(b"PK\x03\x04 definitely not a complete zip")
+    if kind == "cut_zip":
+        path.write_bytes(b"PK\x03\x04 definitely not a complete zip")
+    elif kind == "npy_renamed":
+        np.save(tmp_path / "a.npy", np.zeros((3, 2, 2)))
+        (tmp_path / "a.npy").rename(path)
+    else:  # needs pickle to load, which is refused
+        np.savez(path, x=np.array([{"a": 1}, None], dtype=object), y=np.arange(2))
     with pytest.raises(DataError) as err:
         load(DataConfig(name="npz", path=str(path)))
     assert str(path) in _one_line(err)

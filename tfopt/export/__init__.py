@@ -1,4 +1,7 @@
-"""TFLite export: one registered converter mode per format, each validated against Keras."""
+"""TFLite export: registered formats (``EXPORTERS``), each file validated against Keras by the pipeline.
+
+Adding a format means adding one file here that registers it, and importing it below.
+"""
 
 from tfopt.export.tflite import EXPORTERS, convert
 

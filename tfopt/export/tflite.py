@@ -1,8 +1,10 @@
-"""TFLite conversion modes of the TF 2.21 converter.
+"""TFLite export formats.
 
-Each format is a small function that configures a ``TFLiteConverter``; registering a new one
-adds a format. ``int8`` is full-integer quantization calibrated on real training samples, with
-float input/output by default (drop-in) or integer input/output with ``integer_io: true``.
+An export format is a function ``(model, spec, calibration) -> bytes`` registered in
+``EXPORTERS``; registering one adds a format usable from YAML. The converter's own modes below
+are small functions that configure a ``TFLiteConverter`` (``converter_format``). ``int8`` is
+full-integer quantization calibrated on real training samples, with float input/output by
+default (drop-in) or integer input/output with ``integer_io: true``.
 """
 
 from __future__ import annotations
@@ -22,25 +24,44 @@ from tfopt.registry import Registry
 EXPORTERS: Registry = Registry("export format")
 
 
-@EXPORTERS.register("float32")
+def converter_format(name: str) -> Callable:
+    """Register a function that configures a ``TFLiteConverter`` as export format ``name``."""
+
+    def deco(configure: Callable) -> Callable:
+        def export(model: Any, spec: ExportSpec, calibration: np.ndarray) -> bytes:
+            conv = tf().lite.TFLiteConverter.from_keras_model(model)
+            configure(conv, spec, calibration)
+            return run_converter(conv, f"{spec.format} for model {model.name!r}")
+
+        export.__doc__ = configure.__doc__
+        EXPORTERS.register(name)(export)
+        return configure
+
+    return deco
+
+
+@converter_format("float32")
 def _float32(conv: Any, spec: ExportSpec, calib: np.ndarray) -> None:
-    pass
+    """Float32 weights and activations: the reference file."""
 
 
-@EXPORTERS.register("dynamic")
+@converter_format("dynamic")
 def _dynamic(conv: Any, spec: ExportSpec, calib: np.ndarray) -> None:
+    """Dynamic-range: int8 weights, float activations quantized on the fly (converter)."""
     conv.optimizations = [tf().lite.Optimize.DEFAULT]
 
 
-@EXPORTERS.register("float16")
+@converter_format("float16")
 def _float16(conv: Any, spec: ExportSpec, calib: np.ndarray) -> None:
+    """Float16 weights (half the size), computed in float32 on CPU (converter)."""
     t = tf()
     conv.optimizations = [t.lite.Optimize.DEFAULT]
     conv.target_spec.supported_types = [t.float16]
 
 
-@EXPORTERS.register("int8")
+@converter_format("int8")
 def _int8(conv: Any, spec: ExportSpec, calib: np.ndarray) -> None:
+    """Full-integer int8 weights and activations, calibrated on training samples (converter)."""
     t = tf()
     conv.optimizations = [t.lite.Optimize.DEFAULT]
     samples = calib[: spec.calibration_samples].astype("float32")
@@ -73,23 +94,27 @@ def _quiet_stderr() -> Any:
             os.close(saved)
 
 
-def convert(model: Any, spec: ExportSpec, calibration: np.ndarray) -> bytes:
-    """Convert a (stripped) tf_keras model to TFLite bytes in the requested format.
-
-    Args:
-        model: a plain Keras model (transforms already stripped).
-        spec: the export format and its options.
-        calibration: real training inputs; int8 calibrates on the first ``calibration_samples``.
-
-    Raises:
-        ExportError: with the converter's own reason on the first line.
-    """
-    configure: Callable = EXPORTERS.get(spec.format)
-    conv = tf().lite.TFLiteConverter.from_keras_model(model)
-    configure(conv, spec, calibration)
+def run_converter(conv: Any, what: str) -> bytes:
+    """Run a configured converter; its errors become one-line ``ExportError``s."""
     try:
         with _quiet_stderr():
             return conv.convert()
     except Exception as e:  # converter errors come as several exception types
-        reason = next((line for line in str(e).splitlines() if "error" in line.lower()), str(e).splitlines()[0] if str(e) else type(e).__name__)
-        raise ExportError(f"TFLite conversion to {spec.format} failed for model {model.name!r}: {reason.strip()[:400]}") from None
+        text = str(e)
+        reason = next((line for line in text.splitlines() if "error" in line.lower()), text.splitlines()[0] if text else type(e).__name__)
+        raise ExportError(f"TFLite conversion to {what} failed: {reason.strip()[:400]}") from None
+
+
+def convert(model: Any, spec: ExportSpec, calibration: np.ndarray) -> bytes:
+    """Export a (stripped) Keras model to TFLite bytes in the requested format.
+
+    Args:
+        model: a plain Keras model (transforms already stripped).
+        spec: the export format and its options.
+        calibration: real training inputs, for formats that calibrate (int8 uses the first
+            ``spec.calibration_samples``).
+
+    Raises:
+        ExportError: with the converter's own reason on the first line.
+    """
+    return EXPORTERS.get(spec.format)(model, spec, calibration)

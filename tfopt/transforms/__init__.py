@@ -1,9 +1,12 @@
 """Optimization techniques, one file each, behind one small interface.
 
 A technique subclasses ``Transform``, declares its parameter schema as ``Config`` (validated when
-the pipeline loads), and registers itself with ``@TRANSFORMS.register(name)``. The pipeline calls
-``apply`` inside the strategy scope, fine-tunes with ``callbacks()``, then ``strip`` leaves a plain
-Keras model ready for export; ``describe()`` says per layer what was done or skipped and why.
+the pipeline loads), and registers itself with ``@TRANSFORMS.register(name)``. For each step of a
+variant, in order, the pipeline calls ``apply`` inside the strategy scope, fine-tunes with
+``callbacks()``, then ``strip`` leaves a plain Keras model for the next step or for export;
+``describe()`` says per layer what was done or skipped and why. A step sees the steps before it
+in ``Context.previous``, so a later technique can preserve what an earlier one achieved
+(collaborative optimization: sparsity-preserving clustering, PQAT, CQAT, PCQAT).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Context:
     steps_per_epoch: int
     finetune_epochs: int
     log_dir: Optional[Path] = None
+    previous: tuple[str, ...] = ()  # transforms applied (and stripped) before this one, in order
 
     @property
     def total_steps(self) -> int:
