@@ -22,7 +22,7 @@ import numpy as np
 
 from tfopt import data as data_mod
 from tfopt import models
-from tfopt._keras import keras, tf, versions
+from tfopt._keras import keras, keras_kind, tf, versions
 from tfopt.config import PipelineConfig, transform_config
 from tfopt.errors import TransformError, ValidationError
 from tfopt.evaluate.latency import measure_latency
@@ -33,7 +33,7 @@ from tfopt.export import convert
 from tfopt.io import atomic_path, atomic_write_bytes
 from tfopt.results import DatasetInfo, Result, Run, Stage, Training, TransformReport
 from tfopt.train import compile_model, fit, resolve_strategy
-from tfopt.transforms import TRANSFORMS, Context
+from tfopt.transforms import Context, transform_class
 
 
 @dataclass
@@ -125,6 +125,10 @@ def run(cfg: PipelineConfig, root: str | Path = ".", log: Callable[[str], None] 
     with stage("baseline"):
         with strategy.scope():
             baseline = models.build(cfg.model, splits.input_shape, splits.num_classes)
+            kind = keras_kind(baseline)
+            for variant in cfg.variants.values():  # refuse unsupported combinations before training
+                for spec in variant.transforms:
+                    transform_class(spec.name, kind)
             compile_model(baseline, cfg.train.optimizer, cfg.train.learning_rate)
         trainings.append(
             fit(
@@ -221,7 +225,7 @@ def _build_variant(vname, variant, baseline, splits, cfg, strategy, tb_dir, trai
             log_dir=tb_dir / f"{i + 1}_{spec.name}", previous=tuple(previous),
         )
         params = transform_config(spec)
-        step = TRANSFORMS.get(spec.name)(params, ctx)
+        step = transform_class(spec.name, keras_kind(model))(params, ctx)
         if ft.epochs == 0 and step.needs_finetune:
             raise TransformError(f"Variant {vname!r}: {step.name} needs fine-tuning. Fix: set finetune.epochs to at least 1.")
         with strategy.scope():

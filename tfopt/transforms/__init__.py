@@ -22,7 +22,8 @@ from pydantic import BaseModel
 from tfopt.registry import Registry
 from tfopt.results import LayerDecision
 
-TRANSFORMS: Registry = Registry("transform")
+TRANSFORMS: Registry = Registry("transform")  # tf_keras (Keras 2) implementations, mostly tfmot
+KERAS3_TRANSFORMS: Registry = Registry("Keras 3 transform")  # same names and Config, for Keras 3 models
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,29 @@ def layer_selected(name: str, only: Optional[list[str]], skip: list[str]) -> tup
     if only is not None and not any(fnmatch.fnmatchcase(name, p) for p in only):
         return False, "not matched by 'layers'"
     return True, ""
+
+
+def transform_class(name: str, kind: str) -> type[Transform]:
+    """The implementation of technique ``name`` for a model of Keras kind ``kind``.
+
+    Which backend runs follows from the model, never from the user: tfmot for tf_keras models,
+    tfopt's own implementations for Keras 3 models.
+
+    Raises:
+        TransformError: the technique has no implementation for that Keras.
+    """
+    from tfopt.errors import TransformError
+
+    registry = KERAS3_TRANSFORMS if kind == "keras3" else TRANSFORMS
+    if name in registry:
+        return registry.get(name)
+    if name in TRANSFORMS and kind == "keras3":
+        available = ", ".join(KERAS3_TRANSFORMS) or "none"
+        raise TransformError(
+            f"Transform {name!r} cannot be applied to a Keras 3 model: tensorflow-model-optimization works "
+            f"with Keras 2 (tf_keras) models only. Transforms available for Keras 3: {available}. Received: transform={name!r}"
+        )
+    return TRANSFORMS.get(name)  # raises the unknown-name error
 
 
 def _register_builtins() -> None:
