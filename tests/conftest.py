@@ -8,6 +8,26 @@ import pytest
 import tfopt  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
 
+def _two_logical_cpus() -> None:
+    """Split the CPU into two logical devices, for the MirroredStrategy tests (tests/train/).
+
+    It must happen before TensorFlow initialises its devices, so here, when pytest loads this file.
+    Nothing else changes: one_device runs use /cpu:0 as before. If TensorFlow was already started
+    (a plugin), the split is skipped and the distribution tests fail saying so.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.set_logical_device_configuration(
+            tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+        )
+    except RuntimeError:
+        pass
+
+
+_two_logical_cpus()
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
@@ -34,3 +54,26 @@ def trained_small_cnn(digits):
     compile_model(model, "adam", 2e-3)
     model.fit(digits.x_train, digits.y_train, epochs=12, batch_size=32, verbose=0)
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory):
+    """float32 and int8 (float and int8 I/O) .tflite files of an untrained tiny small_cnn for 8x8x1 inputs.
+
+    Untrained on purpose: for file handling and timing mechanics, not accuracy.
+    """
+    from tfopt._keras import keras
+    from tfopt.config import ExportSpec
+    from tfopt.export import convert
+    from tfopt.models.small_cnn import small_cnn
+
+    keras().utils.set_random_seed(0)
+    model = small_cnn((8, 8, 1), 10, filters=4, dense=16)
+    calib = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
+    folder = tmp_path_factory.mktemp("tiny_tflite")
+    out = {}
+    for name, spec in (("float32", ExportSpec(format="float32")), ("int8", ExportSpec(format="int8", calibration_samples=16)),
+                       ("int8_io", ExportSpec(format="int8", integer_io=True, calibration_samples=16))):
+        out[name] = folder / f"tiny_{name}.tflite"
+        out[name].write_bytes(convert(model, spec, calib))
+    return out

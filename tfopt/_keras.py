@@ -38,6 +38,19 @@ def keras() -> ModuleType:
 
 
 @functools.lru_cache(maxsize=None)
+def keras3() -> ModuleType:
+    """Keras 3 (``import keras``), the Keras of keras-hub models; never reached through ``tf.keras``."""
+    import keras as keras_3
+
+    return keras_3
+
+
+def keras_for(model: object) -> ModuleType:
+    """The Keras that ``model`` belongs to: callbacks, losses and optimizers must come from it."""
+    return keras3() if keras_kind(model) == "keras3" else keras()
+
+
+@functools.lru_cache(maxsize=None)
 def tfmot() -> ModuleType:
     """tensorflow-model-optimization (Keras 2 only)."""
     keras()
@@ -67,7 +80,7 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for pkg in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras", "ai-edge-litert", "numpy"):
+    for pkg in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras", "keras-hub", "ai-edge-litert", "numpy"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -23,10 +23,14 @@ EXPORT_FORMATS = ("float32", "dynamic", "float16", "int8")
 # Default max |Keras - TFLite| on softmax outputs, per format. float32 must match to rounding;
 # quantized formats legitimately move probabilities, so their bound only catches broken exports.
 DEFAULT_TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "dynamic": 0.25, "int8": 0.5}
+# LiteRT Quantizer formats (tfopt/export/litert_quantizer.py), bounded like their converter twins.
+DEFAULT_TOLERANCE.update({"lq_dynamic_int8": 0.25, "lq_weight_only_int8": 0.25, "lq_weight_only_int4": 0.5,
+                          "lq_static_int8": 0.5, "lq_static_int16x8": 0.25})
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf/NaN: `learning_rate: .inf` would otherwise train to NaN weights and report garbage.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(Strict):
@@ -75,16 +79,52 @@ class EarlyStoppingConfig(Strict):
 
 
 class TrainConfig(Strict):
-    """Baseline training recipe. ``epochs: 0`` keeps an already trained user model as is."""
+    """Baseline training recipe, and where and how every training of the run happens.
+
+    ``epochs: 0`` keeps an already trained user model as is. Moving from one device to several
+    GPUs, hosts or a TPU is one line (``strategy``); see ``tfopt/train/strategy.py``.
+
+    Example::
+
+        train: {epochs: 10, batch_size: 64, strategy: mirrored, precision: mixed_float16}
+        train: {strategy: tpu, tpu: grpc://10.0.0.2:8470, precision: mixed_bfloat16}
+    """
 
     epochs: int = Field(10, ge=0)
     batch_size: int = Field(64, gt=0)
+    batch_size_per: Literal["global", "replica"] = Field(
+        "global", description="global: batch_size is split over the replicas; replica: each replica gets batch_size"
+    )
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     learning_rate: float = Field(1e-3, gt=0)
     early_stopping: Optional[EarlyStoppingConfig] = None
-    strategy: Literal["one_device"] = "one_device"
-    device: Optional[str] = Field(None, description="e.g. /cpu:0; default: first GPU, else CPU")
+    strategy: Literal["auto", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
+    device: Optional[str] = Field(None, description="one_device (or auto): e.g. /cpu:0; default: first GPU, else CPU")
+    devices: Optional[list[str]] = Field(None, min_length=1, description="mirrored: e.g. [/gpu:0, /gpu:1]; default: all GPUs")
+    cross_device_ops: Optional[Literal["nccl", "hierarchical_copy", "reduction_to_one_device", "ring", "auto"]] = Field(
+        None, description="mirrored: nccl | hierarchical_copy | reduction_to_one_device; multi_worker: auto | ring | nccl"
+    )
+    tpu: Optional[str] = Field(None, description="tpu: a Cloud TPU name, grpc://host:port, or local on a TPU VM")
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    checkpoint: bool = Field(True, description="back up every epoch and resume a killed run where it stopped")
     verbose: Literal[0, 1, 2] = 2
+
+    @model_validator(mode="after")
+    def _strategy_options(self) -> "TrainConfig":
+        if self.device is not None and self.strategy not in ("auto", "one_device"):
+            raise ValueError(f"'device' applies to strategy one_device; for {self.strategy} use 'devices'" if self.strategy == "mirrored"
+                             else f"'device' applies to strategy one_device, not {self.strategy}")
+        if self.devices is not None and self.strategy != "mirrored":
+            raise ValueError(f"'devices' applies to strategy mirrored, not {self.strategy}")
+        if self.tpu is not None and self.strategy != "tpu":
+            raise ValueError(f"'tpu' applies to strategy tpu, not {self.strategy}")
+        allowed = {"mirrored": ("nccl", "hierarchical_copy", "reduction_to_one_device"), "multi_worker": ("auto", "ring", "nccl")}
+        if self.cross_device_ops is not None and self.cross_device_ops not in allowed.get(self.strategy, ()):
+            known = ", ".join(allowed.get(self.strategy, ())) or "none (it applies to mirrored and multi_worker)"
+            raise ValueError(f"cross_device_ops {self.cross_device_ops!r} does not apply to strategy {self.strategy}; known for it: {known}")
+        if self.strategy == "tpu" and self.precision == "mixed_float16":
+            raise ValueError("TPUs compute in bfloat16, not float16. Fix: use precision: mixed_bfloat16 on a TPU")
+        return self
 
 
 class FinetuneConfig(Strict):
@@ -126,6 +166,9 @@ def _transform_item(item: Any) -> Any:
     if isinstance(item, dict) and len(item) == 1:
         (name, params), = item.items()
         return {"name": name, "params": {} if params is None else params}
+    if isinstance(item, dict) and len(item) > 1 and not {"name", "params"} >= set(item):
+        names = ", ".join(map(str, item))
+        raise ValueError(f"one transform per list item, got {len(item)} ({names}). Fix: write each as its own item, e.g. [{{prune: ...}}, {{cluster: ...}}]")
     return item  # let pydantic report the shape problem
 
 
@@ -141,12 +184,24 @@ class ExportSpec(Strict):
     tolerance: Optional[float] = Field(None, gt=0, description="max |Keras - TFLite| on test outputs")
     integer_io: bool = False
     calibration_samples: int = Field(200, gt=0)
+    sparse: bool = Field(False, description="store pruned weights in TFLite's sparse format (float32, float16)")
+    validation_samples: int = Field(50, ge=0, description="real inputs for the LiteRT Quantizer's per-tensor check")
 
     @model_validator(mode="after")
     def _int8_only(self) -> "ExportSpec":
         if self.integer_io and self.format != "int8":
             raise ValueError("'integer_io' applies to the int8 format only")
+        if self.sparse and self.format not in ("float32", "float16"):
+            # Measured with ai-edge-litert 2.3.0: XNNPACK, LiteRT's default CPU delegate, fails to
+            # prepare sparse int8 weights ("failed to delegate FULLY_CONNECTED"), so refuse them here.
+            raise ValueError("'sparse' applies to float32 and float16 only: LiteRT's default CPU delegate (XNNPACK) "
+                             "cannot run sparse int8 weights")
         return self
+
+    @property
+    def label(self) -> str:
+        """Names the file and the report row: the format, with ``_sparse`` for sparse storage."""
+        return f"{self.format}_sparse" if self.sparse else self.format
 
     @property
     def max_abs_diff(self) -> float:
@@ -163,7 +218,7 @@ class PipelineConfig(Strict):
     """A whole pipeline: data, model, baseline training, variants, exports."""
 
     name: str
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="NumPy and TensorFlow accept 32-bit seeds")
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -200,6 +255,8 @@ class PipelineConfig(Strict):
                 item = {"format": item}
             elif isinstance(item, dict) and len(item) == 1 and "format" not in item:
                 (fmt, opts), = item.items()
+                if not (isinstance(opts, dict) or opts is None) and fmt not in ExportSpec.model_fields:
+                    raise ValueError(f"the options of format {fmt!r} must be a mapping. Fix: write e.g. {{{fmt}: {{tolerance: 0.3}}}}, or just {fmt}")
                 item = dict(opts or {}, format=fmt) if isinstance(opts, dict) or opts is None else item
             out.append(item)
         return out
@@ -207,7 +264,7 @@ class PipelineConfig(Strict):
     @field_validator("export")
     @classmethod
     def _unique_formats(cls, v: list[ExportSpec]) -> list[ExportSpec]:
-        seen = [e.format for e in v]
+        seen = [e.label for e in v]
         dupes = sorted({f for f in seen if seen.count(f) > 1})
         if dupes:
             raise ValueError(f"export format listed twice: {', '.join(dupes)}")
@@ -231,8 +288,13 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
         raise ConfigError(f"{where}: not valid YAML ({problem}). Fix the syntax at that line.") from None
     lines: dict[tuple, int] = {}
 
+    visited: set[int] = set()
+
     def walk(n: yaml.Node, path: tuple) -> None:
         lines.setdefault(path, n.start_mark.line + 1)
+        if id(n) in visited:  # an alias seen before (`a: &x [*x]` refers to itself)
+            return
+        visited.add(id(n))
         if isinstance(n, yaml.MappingNode):
             seen: set[str] = set()
             for k, v in n.value:
@@ -302,6 +364,23 @@ def _unwrap(ann: Any) -> Any:
     return ann
 
 
+# Fixes for pydantic's generic error types; the transforms' own ValueErrors carry their own.
+_FIXES = {
+    "dict_type": "write a mapping (key: value), as in the pipeline reference.",
+    "model_type": "write a mapping (key: value), as in the pipeline reference.",
+    "list_type": "write a list, e.g. [a, b].",
+    "tuple_type": "write a list, e.g. [64, 64].",
+    "int_parsing": "use a whole number.", "int_type": "use a whole number.", "int_from_float": "use a whole number.",
+    "float_parsing": "use a number.", "float_type": "use a number.", "finite_number": "use a finite number.",
+    "bool_parsing": "use true or false.", "bool_type": "use true or false.",
+    "string_type": "use a text value (quote it if it looks like a number).",
+    "greater_than": "use a value in that range.", "greater_than_equal": "use a value in that range.",
+    "less_than": "use a value in that range.", "less_than_equal": "use a value in that range.",
+    "literal_error": "use one of those values.",
+    "too_short": "give at least one item (a variant lists its transforms, e.g. [{prune: {final_sparsity: 0.5}}]).",
+}
+
+
 def format_validation_error(
     err: ValidationError, source: str, lines: dict[tuple, int], model: type[BaseModel], prefix: tuple = ()
 ) -> str:
@@ -324,7 +403,8 @@ def format_validation_error(
             received = e.get("input")
             rec = "" if isinstance(received, (dict, list)) else f" Received: {key.split('.')[-1]}={received!r}"
             msg = e["msg"].removeprefix("Value error, ")
-            msgs.append(f"{where}: {key}: {msg}.{rec}")
+            fix = _FIXES.get(e["type"], "")
+            msgs.append(f"{where}: {key}: {msg}.{' Fix: ' + fix if fix and 'Fix:' not in msg else ''}{rec}")
     return "\n".join(msgs)
 
 
@@ -384,17 +464,21 @@ def check_references(cfg: PipelineConfig, source: str = "<config>", lines: Optio
     for vname, variant in cfg.variants.items():
         for i, spec in enumerate(variant.transforms):
             loc = ("variants", vname, i, spec.name)
-            if spec.name not in transforms.TRANSFORMS:
+            if spec.name not in transforms.TRANSFORMS and spec.name not in transforms.KERAS3_TRANSFORMS:
                 fail(("variants", vname, i), transforms.TRANSFORMS.unknown_message(spec.name))
-            cls = transforms.TRANSFORMS.get(spec.name)
+            cls = transforms.any_transform(spec.name)  # a Keras-3-only technique (quantize) validates too
             try:
                 cls.Config.model_validate(spec.params)
             except ValidationError as e:
                 raise ConfigError(format_validation_error(e, source, lines, cls.Config, prefix=loc)) from None
+            try:  # collaborative chains: a step may refuse to follow some others (e.g. nothing after qat)
+                cls.check_previous(tuple(s.name for s in variant.transforms[:i]))
+            except ValueError as e:
+                fail(("variants", vname, i), f"variant {vname!r}: {e}. Received: transforms={[s.name for s in variant.transforms]}")
 
 
 def transform_config(spec: TransformSpec) -> BaseModel:
     """The validated parameter object of one transform step."""
     from tfopt import transforms
 
-    return transforms.TRANSFORMS.get(spec.name).Config.model_validate(spec.params)
+    return transforms.any_transform(spec.name).Config.model_validate(spec.params)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
+import json
 import math
 import os
 import platform
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,35 +25,65 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from tfopt import data as data_mod
-from tfopt import models
-from tfopt._keras import keras, keras_kind, tf, versions
+from tfopt.data import num_examples
+from tfopt import backend_keras3, models
+from tfopt._keras import keras, keras3, keras_kind, tf, versions
 from tfopt.config import PipelineConfig, transform_config
-from tfopt.errors import TransformError, ValidationError
+from tfopt.errors import ExportError, TfoptError, TransformError, ValidationError
 from tfopt.evaluate.latency import measure_latency
 from tfopt.evaluate.litert import TfliteRunner
 from tfopt.evaluate.sizes import gzip_bytes, path_bytes
 from tfopt.evaluate.weights import keras_weight_stats, overall_sparsity, tflite_weight_stats
-from tfopt.export import convert
-from tfopt.io import atomic_path, atomic_write_bytes
-from tfopt.results import DatasetInfo, Result, Run, Stage, Training, TransformReport
-from tfopt.train import compile_model, fit, resolve_strategy
+from tfopt.export import export_tflite
+from tfopt.io import atomic_path, atomic_write_bytes, atomic_write_text, check_writable, publish_dir
+from tfopt.results import DatasetInfo, NotExported, Result, Run, Stage, Training, TransformReport
+from tfopt.train import compile_model, fit, global_batch_size, is_chief, resolve_strategy
+from tfopt.train.checkpoint import RunCheckpoints, RunLock, check_not_finished, checkpoint_dir, fingerprint
+from tfopt.train.precision import apply_precision, check_precision, export_copy, precision_policy
 from tfopt.transforms import Context, transform_class
+from tfopt.transforms.qat import is_quantized, model_file_suffix, save_qat_model
 
 
 @dataclass
 class Outputs:
-    """Where a run writes: ``reports/<name>/`` and ``models/<name>/`` under ``root``."""
+    """Where a run writes: ``reports/<name>/`` and ``models/<name>/`` under ``root``.
+
+    A run writes into hidden ``.<name>.partial`` folders beside those (``report_dir``,
+    ``models_dir``) and ``publish()`` swaps them in once everything is written, so a run that fails
+    half-way (disk full, a bad export, a crash) leaves the previous finished run as it was.
+    """
 
     root: Path
     name: str
 
     @property
     def report_dir(self) -> Path:
-        return self.root / "reports" / self.name
+        return self.root / "reports" / f".{self.name}.partial"
 
     @property
     def models_dir(self) -> Path:
-        return self.root / "models" / self.name
+        return self.root / "models" / f".{self.name}.partial"
+
+    def final(self, path: Path) -> Path:
+        """Where ``path``, written under a partial folder, lives once the run is published."""
+        for part in (self.report_dir, self.models_dir):
+            if path == part or part in path.parents:
+                return part.with_name(self.name) / path.relative_to(part)
+        return path
+
+    def start(self) -> None:
+        """Clear what an interrupted run left, and fail now, before any training, if nothing can be written."""
+        self.discard()
+        for folder in (self.report_dir, self.models_dir):
+            check_writable(folder)
+
+    def publish(self) -> None:
+        for folder in (self.models_dir, self.report_dir):  # report last: run.json marks a finished run
+            publish_dir(folder, self.final(folder))
+
+    def discard(self) -> None:
+        for folder in (self.report_dir, self.models_dir):
+            shutil.rmtree(folder, ignore_errors=True)
 
     @property
     def run_json(self) -> Path:
@@ -77,9 +111,14 @@ def _machine() -> dict[str, Any]:
 
 
 def _clone(model: Any) -> Any:
+    from tfopt.transforms.qat import clone_scope  # a QAT model clones only inside tfmot's scope
+
+    if keras_kind(model) == "keras3":  # keras-hub models: from_config + weights
+        return backend_keras3.clone(model)
     k = keras()
     try:
-        copy = k.models.clone_model(model)
+        with clone_scope(model):
+            copy = k.models.clone_model(model)
     except (ValueError, TypeError, NotImplementedError) as e:
         raise TransformError(
             f"Cannot copy model {model.name!r} to build variants ({str(e).splitlines()[0]}); "
@@ -89,34 +128,92 @@ def _clone(model: Any) -> Any:
     return copy
 
 
-def run(cfg: PipelineConfig, root: str | Path = ".", log: Callable[[str], None] = print) -> Run:
+def run(cfg: PipelineConfig, root: str | Path = ".", log: Callable[[str], None] = print, force: bool = False) -> Optional[Run]:
     """Run the whole pipeline and write run.json, the report and the exported models.
+
+    A run that was killed resumes where it stopped when started again (``tfopt/train/checkpoint.py``).
 
     Args:
         cfg: a validated pipeline (``tfopt.config.load``).
         root: folder under which ``reports/<name>/`` and ``models/<name>/`` are written.
         log: where progress lines go.
+        force: replace a finished run of the same name instead of refusing.
 
     Returns:
-        The run record, also saved as ``reports/<name>/run.json``.
+        The run record, also saved as ``reports/<name>/run.json``; None on the non-chief workers
+        of a multi-worker run, which train in step with the chief but write nothing.
 
     Raises:
-        TfoptError: any user-fixable problem; ValidationError after writing the report when an
-            exported file differs from its Keras model by more than the tolerance.
+        TfoptError: any user-fixable problem (a finished run without ``force`` included);
+            ValidationError after writing the report when an exported file differs from its
+            Keras model by more than the tolerance.
     """
-    out = Outputs(Path(root), cfg.name)
+    check_precision(cfg)  # a config problem: refused before anything is touched
+    chief = is_chief(cfg.train)
+    final = Outputs(Path(root), cfg.name)
+    lock = RunLock(final.root / "reports" / f".{cfg.name}.lock").acquire() if chief else RunLock(Path())
+    try:
+        return _run_locked(cfg, final, log, force, chief)
+    finally:
+        lock.release()
+
+
+def _run_locked(cfg: PipelineConfig, final: Outputs, log: Callable[[str], None], force: bool, chief: bool) -> Optional[Run]:
+    check_not_finished(final.final(final.report_dir) / "run.json", cfg.name, force)
+    ckpt = RunCheckpoints(checkpoint_dir(final.root, cfg.name), enabled=cfg.train.checkpoint, chief=chief, log=log)
+    # A multi-worker run's other workers train in step with the chief but keep nothing: they write to scratch.
+    out = final if chief else Outputs(Path(tempfile.mkdtemp(prefix="tfopt-worker-")), cfg.name)
+    out.start()
+    try:
+        with precision_policy("float32"):  # whatever the caller had set; training sets its own below
+            return _run(cfg, out, log, ckpt, chief)
+    except Exception as e:
+        out.discard()  # the previous run is untouched; nothing half-written stays behind
+        reason = _storage_failure(e)
+        if reason:  # TensorFlow's own writers (checkpoints, TensorBoard) fail with their own error types
+            raise TfoptError(f"Cannot write under {final.root}: {reason}. Fix: free disk space or choose a writable folder with --out.") from None
+        raise
+    finally:
+        if not chief:
+            shutil.rmtree(out.root, ignore_errors=True)
+
+
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _storage_failure(e: BaseException) -> Optional[str]:
+    """The OS reason when ``e`` is a failed write (full disk, read-only or forbidden folder), else None."""
+    if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
+        return e.strerror
+    if type(e).__module__.startswith("tensorflow"):  # tf.errors.*: the OS reason is only in the text
+        for code in _STORAGE_ERRNOS:
+            if os.strerror(code) in str(e):
+                return os.strerror(code)
+    return None
+
+
+def _run(cfg: PipelineConfig, out: Outputs, log: Callable[[str], None], ckpt: RunCheckpoints, chief: bool = True) -> Optional[Run]:
     stage = _Stages(log)
     k = keras()
     k.utils.set_random_seed(cfg.seed)
 
     with stage("data"):
-        splits = data_mod.load(cfg.data, seed=cfg.seed)
+        splits = models.prepare_inputs(cfg.model, data_mod.load(cfg.data, seed=cfg.seed))  # text -> token ids
+        if splits.encoding:  # a text model: Keras 3 (keras-hub), seeded before it is built
+            keras3().utils.set_random_seed(cfg.seed)
+            atomic_write_text(out.models_dir / "inputs.json", json.dumps(splits.encoding, indent=2) + "\n")  # for tfopt predict
         log(
-            f"[tfopt]   {cfg.data.name}: {len(splits.x_train)} train / {len(splits.x_val)} val / "
-            f"{len(splits.x_test)} test, input {splits.input_shape}, {splits.num_classes} classes"
+            f"[tfopt]   {cfg.data.name}: {num_examples(splits.x_train)} train / {num_examples(splits.x_val)} val / "
+            f"{num_examples(splits.x_test)} test, input {splits.input_shape}, {splits.num_classes} classes"
         )
 
     strategy = resolve_strategy(cfg.train, log=log)
+    batch = global_batch_size(cfg.train.batch_size, cfg.train.batch_size_per, strategy)
+    if ckpt.exists:
+        log(f"[tfopt] resuming from the checkpoints in {ckpt.folder}")
+    train_policy = contextlib.ExitStack()  # closed after the last fine-tune: export runs in float32
+    train_policy.enter_context(precision_policy(cfg.train.precision))
+    base_fp = fingerprint(cfg.seed, cfg.data.model_dump(mode="json"), cfg.model.model_dump(mode="json"), _training_fp(cfg.train), batch)
     tb_root = out.report_dir / "tensorboard"
     trainings: list[Training] = []
     keras_models: dict[str, Any] = {}
@@ -124,47 +221,72 @@ def run(cfg: PipelineConfig, root: str | Path = ".", log: Callable[[str], None] 
 
     with stage("baseline"):
         with strategy.scope():
-            baseline = models.build(cfg.model, splits.input_shape, splits.num_classes)
+            restored = ckpt.load_stage("baseline", base_fp, cfg.model.safe_mode)  # finished before a kill: not retrained
+            baseline = restored[0] if restored else models.build(cfg.model, splits.input_shape, splits.num_classes)
             kind = keras_kind(baseline)
             for variant in cfg.variants.values():  # refuse unsupported combinations before training
                 for spec in variant.transforms:
                     transform_class(spec.name, kind)
+            if not restored:
+                baseline = apply_precision(baseline, cfg.train.precision)
             compile_model(baseline, cfg.train.optimizer, cfg.train.learning_rate)
-        trainings.append(
-            fit(
-                baseline, splits, variant="baseline", epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
-                seed=cfg.seed, callbacks=[], log_dir=tb_root / "baseline",
-                early_stopping=cfg.train.early_stopping, verbose=cfg.train.verbose,
+        if restored:
+            trainings.extend(restored[1])
+        else:
+            trainings.append(
+                fit(
+                    baseline, splits, variant="baseline", epochs=cfg.train.epochs, batch_size=batch,
+                    seed=cfg.seed, callbacks=[], log_dir=tb_root / "baseline",
+                    early_stopping=cfg.train.early_stopping, verbose=cfg.train.verbose,
+                    backup_dir=ckpt.fit_backup("baseline", base_fp), log=log,
+                )
             )
-        )
+            ckpt.save_stage("baseline", base_fp, baseline, trainings[-1:], [])
         keras_models["baseline"] = baseline
 
     for vname, variant in cfg.variants.items():
         with stage(f"variant {vname}"):
-            model = _build_variant(vname, variant, baseline, splits, cfg, strategy, tb_root / vname, trainings, transform_reports)
+            model = _build_variant(vname, variant, baseline, splits, cfg, strategy, tb_root / vname, trainings, transform_reports,
+                                   ckpt=ckpt, base_fp=base_fp, log=log)
             keras_models[vname] = model
+
+    train_policy.close()
+    keras_models = {v: export_copy(m, cfg.train.precision, strategy) for v, m in keras_models.items()}  # on every worker
+    if not chief:
+        log("[tfopt] training done on this worker; the chief exports, evaluates and writes the report")
+        return None
 
     results: list[Result] = []
     failures: list[str] = []
+    not_exported: list[NotExported] = []
     calibration = splits.x_train
     for vname, model in keras_models.items():
         with stage(f"export+evaluate {vname}"):
-            keras_path = out.models_dir / f"{vname}.keras"
+            keras_path = out.models_dir / f"{vname}{model_file_suffix(model)}"  # .h5 for QAT models (see there)
             with atomic_path(keras_path) as tmp:
-                _clone(model).save(tmp)  # uncompiled copy: no optimizer state, same size for every variant
+                if is_quantized(model):  # tfmot QAT: saved as is, without optimizer state (see save_qat_model)
+                    save_qat_model(model, tmp)
+                else:
+                    (_clone(model) if keras_kind(model) == "tf_keras" else backend_keras3.saveable(model)).save(tmp)  # uncompiled copy: no optimizer state
             probs = model.predict(splits.x_test, batch_size=256, verbose=0)
             keras_layers = keras_weight_stats(model)
             results.append(
                 Result(
-                    variant=vname, format="keras", path=str(keras_path),
+                    variant=vname, format="keras", path=str(out.final(keras_path)),
                     accuracy=_accuracy(probs, splits.y_test), size_bytes=path_bytes(keras_path),
                     gzip_bytes=gzip_bytes(keras_path), sparsity=overall_sparsity(keras_layers),
                     max_abs_diff=None, tolerance=None, latency_ms=None, layers=keras_layers,
                 )
             )
             for spec in cfg.export:
-                path = out.models_dir / f"{vname}_{spec.format}.tflite"
-                atomic_write_bytes(path, convert(model, spec, calibration))
+                path = out.models_dir / f"{vname}_{spec.label}.tflite"
+                try:
+                    exported = export_tflite(model, spec, calibration)
+                except ExportError as e:  # e.g. a Keras 3 natively quantized model: reported, the run goes on
+                    not_exported.append(NotExported(vname, spec.label, str(e)))
+                    log(f"[tfopt]   {vname:>12} {spec.label:>8}: not exportable: {e}")
+                    continue
+                atomic_write_bytes(path, exported.data)
                 lite_probs = TfliteRunner(path, threads=cfg.evaluate.threads).predict(splits.x_test)
                 diff = float(np.max(np.abs(lite_probs - probs)))
                 layers = tflite_weight_stats(path)
@@ -173,55 +295,87 @@ def run(cfg: PipelineConfig, root: str | Path = ".", log: Callable[[str], None] 
                     if cfg.evaluate.latency_runs else None
                 )
                 result = Result(
-                    variant=vname, format=spec.format, path=str(path), accuracy=_accuracy(lite_probs, splits.y_test),
+                    variant=vname, format=spec.label, path=str(out.final(path)), accuracy=_accuracy(lite_probs, splits.y_test),
                     size_bytes=path_bytes(path), gzip_bytes=gzip_bytes(path), sparsity=overall_sparsity(layers),
                     max_abs_diff=round(diff, 6), tolerance=spec.max_abs_diff, latency_ms=latency, layers=layers,
+                    details=exported.details,
                 )
                 results.append(result)
                 log(
-                    f"[tfopt]   {vname:>12} {spec.format:>8}: acc {result.accuracy:.4f}  "
+                    f"[tfopt]   {vname:>12} {spec.label:>8}: acc {result.accuracy:.4f}  "
                     f"{result.size_bytes / 1024:8.1f} KiB  gzip {result.gzip_bytes / 1024:8.1f} KiB  "
                     f"sparsity {result.sparsity:.3f}  max|diff| {diff:.2e}"
                     + (f"  p50 {latency.p50:.3f} ms" if latency else "")
                 )
                 if diff > spec.max_abs_diff:
                     failures.append(
-                        f"{vname}/{spec.format}: max |Keras - TFLite| = {diff:.4g} exceeds the tolerance {spec.max_abs_diff:g}. "
+                        f"{vname}/{spec.label}: max |Keras - TFLite| = {diff:.4g} exceeds the tolerance {spec.max_abs_diff:g}. "
                         f"Fix: inspect {path}, or raise the tolerance with export: [{{{spec.format}: {{tolerance: ...}}}}]."
                     )
 
     run_record = Run(
         pipeline=cfg.name,
         dataset=DatasetInfo(
-            name=splits.name, num_train=len(splits.x_train), num_val=len(splits.x_val), num_test=len(splits.x_test),
+            name=splits.name, num_train=num_examples(splits.x_train), num_val=num_examples(splits.x_val), num_test=num_examples(splits.x_test),
             num_classes=splits.num_classes, input_shape=list(splits.input_shape), source=splits.source,
         ),
         results=results, transforms=transform_reports, training=trainings, stages=list(stage.done),
         versions=versions(), machine=_machine(), config=cfg.model_dump(mode="json"),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), validation_failures=failures,
+        not_exported=not_exported,
     )
     with stage("report"):
         run_record.save(out.run_json)
         from tfopt.report import render
 
         render(out.run_json)
-    log(f"[tfopt] report: {out.report_dir / 'report.html'}  (run.json, report.md beside it); models: {out.models_dir}")
+    out.publish()
+    ckpt.remove()  # the run is finished: a new invocation starts over (or refuses without --force)
+    log(f"[tfopt] report: {out.final(out.report_dir) / 'report.html'}  (run.json, report.md beside it); models: {out.final(out.models_dir)}")
     if failures:
         raise ValidationError("Export validation failed:\n" + "\n".join(failures))
     return run_record
 
 
-def _build_variant(vname, variant, baseline, splits, cfg, strategy, tb_dir, trainings, transform_reports) -> Any:
-    """Apply a variant's transforms one after the other, each fine-tuned and stripped in turn."""
+def _training_fp(train: Any) -> dict:
+    """What of ``train`` changes the trained weights (not where or how verbosely it runs)."""
+    return train.model_dump(mode="json", include={"epochs", "optimizer", "learning_rate", "early_stopping", "precision"})
+
+
+def _build_variant(vname, variant, baseline, splits, cfg, strategy, tb_dir, trainings, transform_reports,
+                   ckpt: Optional[RunCheckpoints] = None, base_fp: str = "", log: Callable[[str], None] = print) -> Any:
+    """Apply a variant's transforms one after the other, each fine-tuned and stripped in turn.
+
+    Each finished step is snapshotted; after a kill, the variant restarts after its last finished step.
+    """
     ft = variant.finetune or cfg.finetune
-    batch = ft.batch_size or cfg.train.batch_size
+    batch = global_batch_size(ft.batch_size or cfg.train.batch_size, cfg.train.batch_size_per, strategy)
     lr = ft.learning_rate or cfg.train.learning_rate
+    ckpt = ckpt or RunCheckpoints(Path("."), enabled=False)
+    steps = variant.transforms
+    fps = [fingerprint(base_fp, [s.model_dump(mode="json") for s in steps[: i + 1]], ft.model_dump(mode="json"), batch, lr,
+                       cfg.train.optimizer) for i in range(len(steps))]
+    keys = [f"{vname}.{i + 1}_{s.name}" for i, s in enumerate(steps)]
+    mine_t: list[Training] = []  # this variant's records, snapshotted with each step
+    mine_r: list[TransformReport] = []
+    model, start = None, 0
     with strategy.scope():
-        model = _clone(baseline)
-    previous: list[str] = []
+        for i in reversed(range(len(steps))):  # the last step that finished before a kill
+            restored = ckpt.load_stage(keys[i], fps[i], cfg.model.safe_mode)
+            if restored:
+                model, mine_t, mine_r = restored
+                start = i + 1
+                break
+        if model is None:
+            model = _clone(baseline)
+    trainings.extend(mine_t)
+    transform_reports.extend(mine_r)
+    previous: list[str] = [s.name for s in steps[:start]]
     for i, spec in enumerate(variant.transforms):
+        if i < start:
+            continue
         ctx = Context(
-            steps_per_epoch=math.ceil(len(splits.x_train) / batch), finetune_epochs=ft.epochs,
+            steps_per_epoch=math.ceil(num_examples(splits.x_train) / batch), finetune_epochs=ft.epochs,
             log_dir=tb_dir / f"{i + 1}_{spec.name}", previous=tuple(previous),
         )
         params = transform_config(spec)
@@ -232,13 +386,17 @@ def _build_variant(vname, variant, baseline, splits, cfg, strategy, tb_dir, trai
             model = step.apply(model)
             compile_model(model, cfg.train.optimizer, lr)
         if ft.epochs:
-            trainings.append(
+            mine_t.append(
                 fit(model, splits, variant=f"{vname}/{step.name}", epochs=ft.epochs, batch_size=batch, seed=cfg.seed,
-                    callbacks=step.callbacks(), log_dir=ctx.log_dir, verbose=cfg.train.verbose)
+                    callbacks=step.callbacks(), log_dir=ctx.log_dir, verbose=cfg.train.verbose,
+                    backup_dir=ckpt.fit_backup(keys[i], fps[i]), log=log)
             )
+            trainings.append(mine_t[-1])
         model = step.strip(model)
         previous.append(step.name)
-        transform_reports.append(TransformReport(vname, step.name, params.model_dump(mode="json"), step.backend, step.describe()))
+        mine_r.append(TransformReport(vname, step.name, params.model_dump(mode="json"), step.backend, step.describe()))
+        transform_reports.append(mine_r[-1])
+        ckpt.save_stage(keys[i], fps[i], model, mine_t, mine_r)
     return model
 
 

@@ -21,13 +21,20 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Latency:
-    """Single-sample latency in milliseconds after warm-up."""
+    """Latency of one ``invoke()`` in milliseconds after warm-up (one sample unless ``batch`` says more).
+
+    Fields after ``threads`` were added later with defaults, so older run.json files still load.
+    """
 
     p50: float
     p90: float
     mean: float
     runs: int
     threads: int
+    p99: Optional[float] = None
+    batch: int = 1
+    warmup: Optional[int] = None
+    throughput: Optional[float] = None  # samples per second: batch / mean latency
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,13 @@ class LayerStats:
     sparsity: float  # fraction of exact zeros
     unique_values: int
     dtype: str
+    # Added later with defaults, so older run.json files still load.
+    layer: Optional[str] = None  # the Keras layer the tensor belongs to, read from its name
+    quantized: Optional[bool] = None  # stored as integers with scale/zero-point (read from the file)
+    quantization: Optional[str] = None  # e.g. "int8 per-channel (32 scales, axis 0)", "float16", "none"
+    channels: Optional[int] = None  # output channels
+    unique_per_channel: Optional[int] = None  # most distinct values in any one output channel
+    pattern_2_4: Optional[bool] = None  # every 4 consecutive input-channel weights hold >= 2 zeros
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,19 @@ class Result:
     tolerance: Optional[float]
     latency_ms: Optional[Latency]
     layers: list[LayerStats] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # format-specific facts, e.g. the LiteRT Quantizer's validation
+
+
+@dataclass(frozen=True)
+class NotExported:
+    """A (variant, format) the converter could not produce, with its reason; the run goes on.
+
+    E.g. a Keras 3 natively quantized BERT: the converter has no kernel for its int8 matmuls.
+    """
+
+    variant: str
+    format: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -85,6 +112,13 @@ class Training:
     seconds: float
     examples_per_second: float
     final: dict[str, float]  # last epoch's metrics (loss, accuracy, val_loss, val_accuracy)
+    # Added later with defaults, so older run.json files still load.
+    strategy: Optional[str] = None  # tf.distribute strategy, e.g. MirroredStrategy
+    replicas: int = 1  # devices training in sync (over all workers)
+    global_batch_size: Optional[int] = None  # examples per step over all replicas
+    precision: str = "float32"  # Keras dtype policy of the training
+    initial_epoch: int = 0  # > 0: resumed from an epoch checkpoint after an interruption
+    restored: bool = False  # True: finished in an earlier, interrupted invocation and reloaded, not retrained
 
 
 @dataclass(frozen=True)
@@ -117,6 +151,7 @@ class Run:
     config: dict[str, Any]
     created: str
     validation_failures: list[str] = field(default_factory=list)
+    not_exported: list[NotExported] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def result(self, variant: str, fmt: str) -> Result:
@@ -134,19 +169,32 @@ class Run:
 
 def _build(cls: type, data: Any) -> Any:
     """Rebuild nested frozen dataclasses from plain JSON data."""
-    if not dataclasses.is_dataclass(cls) or not isinstance(data, dict):
+    if not dataclasses.is_dataclass(cls):
         return data
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} should be an object, got {type(data).__name__}")
     hints = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, f in hints.items():
         if name not in data:
             continue
         value = data[name]
-        kwargs[name] = _convert(f.type, value)
+        try:
+            kwargs[name] = _convert(f.type, value)
+        except TypeError as e:
+            raise TypeError(f"{cls.__name__}.{name}: {e}") from None
     return cls(**kwargs)
 
 
-_TYPES = {c.__name__: c for c in (Latency, LayerStats, Result, LayerDecision, TransformReport, Training, Stage, DatasetInfo)}
+_TYPES = {c.__name__: c for c in (Latency, LayerStats, Result, NotExported, LayerDecision, TransformReport, Training, Stage, DatasetInfo)}
+
+
+# JSON types of the plain fields, so a hand-edited or damaged run.json fails on load with the field
+# named, rather than deep inside the report's number formatting.
+_NUMBER = (int, float)
+_PLAIN = {"float": _NUMBER, "int": (int,), "str": (str,), "bool": (bool,), "Optional[float]": _NUMBER + (type(None),),
+          "Optional[int]": (int, type(None)), "Optional[str]": (str, type(None)), "Optional[bool]": (bool, type(None)),
+          "list[str]": (list,), "list[int]": (list,)}
 
 
 def _convert(type_str: Any, value: Any) -> Any:
@@ -155,7 +203,14 @@ def _convert(type_str: Any, value: Any) -> Any:
         if t in (name, f"Optional[{name}]"):
             return None if value is None else _build(cls, value)
         if t == f"list[{name}]":
+            if not isinstance(value, list):
+                raise TypeError(f"{name} entries should be a list, got {type(value).__name__}")
             return [_build(cls, v) for v in value]
+    if t.startswith("dict[") and not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {value!r:.40}")
+    ok = _PLAIN.get(t)
+    if ok is not None and (not isinstance(value, ok) or (isinstance(value, bool) and bool not in ok)):
+        raise TypeError(f"expected {t}, got {value!r:.40}")
     return value
 
 
@@ -172,9 +227,14 @@ def load_run(path: str | Path) -> Run:
         raise TfoptError(f"Run file not found: {path}. Fix: pass the run.json of a finished run (reports/<run>/run.json).") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TfoptError(f"{path} is not valid JSON ({e}). Fix: pass the run.json written by 'tfopt run'.") from None
+    except OSError as e:
+        raise TfoptError(f"Cannot read {path}: {e.strerror or e}. Fix: pass a readable reports/<run>/run.json.") from None
     if not isinstance(data, dict) or "results" not in data or "pipeline" not in data:
         raise TfoptError(f"{path} is not a tfopt run record (no 'pipeline'/'results'). Fix: pass reports/<run>/run.json.")
     try:
         return _build(Run, data)
     except TypeError as e:
-        raise TfoptError(f"{path}: run record does not match schema version {SCHEMA_VERSION} ({e}).") from None
+        raise TfoptError(
+            f"{path}: run record does not match schema version {SCHEMA_VERSION} ({e}). "
+            "Fix: pass an undamaged run.json, or run the pipeline again to write a new one."
+        ) from None

@@ -33,7 +33,12 @@ class Arrays:
 
 @dataclass(frozen=True)
 class Splits:
-    """Float32 images in [0, 1] shaped (N, H, W, C) and int labels, plus metadata."""
+    """Inputs and int labels, plus metadata.
+
+    Inputs are float32 images in [0, 1] shaped (N, H, W, C); for text, 1-D arrays of strings from
+    the loader, then dicts of (N, L) int32 arrays (token_ids, padding_mask, segment_ids) once the
+    model family has tokenized them (``tfopt.models.prepare_inputs``).
+    """
 
     name: str
     source: str
@@ -44,6 +49,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list[str] = field(default_factory=list)
+    encoding: dict = field(default_factory=dict)  # text: how it was tokenized (recorded for tfopt predict)
 
     @property
     def num_classes(self) -> int:
@@ -51,7 +57,24 @@ class Splits:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        if isinstance(self.x_train, dict):  # tokenized text: (sequence length,)
+            return tuple(next(iter(self.x_train.values())).shape[1:])
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def is_text(self) -> bool:
+        """Raw strings, not yet tokenized."""
+        return not isinstance(self.x_train, dict) and self.x_train.dtype.kind in "OUS"
+
+
+def num_examples(x: np.ndarray | dict[str, np.ndarray]) -> int:
+    """Number of examples in an array or in a dict of arrays (multi-input models)."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def take(x: np.ndarray | dict[str, np.ndarray], index: slice | np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+    """Rows ``index`` of an array or of every array in a dict."""
+    return {k: v[index] for k, v in x.items()} if isinstance(x, dict) else x[index]
 
 
 DATASETS: Registry = Registry("dataset")
@@ -84,6 +107,15 @@ def _as_images(x: np.ndarray, name: str) -> np.ndarray:
     return x.astype("float32")
 
 
+def _as_inputs(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind in "OUS":  # text: kept as strings for the model's tokenizer
+        if x.ndim != 1:
+            raise DataError(f"Dataset {name!r}: texts must be a 1-D array of strings, got shape {x.shape}.")
+        return x.astype(object)
+    return _as_images(x, name)
+
+
 def load(cfg: DataConfig, seed: int = 0) -> Splits:
     """Load a registered dataset and split it reproducibly.
 
@@ -94,12 +126,12 @@ def load(cfg: DataConfig, seed: int = 0) -> Splits:
         raise DataError(DATASETS.unknown_message(cfg.name))
     arrays: Arrays = DATASETS.get(cfg.name)(cfg)
     if arrays.x is not None:
-        x, y = _as_images(arrays.x, cfg.name), np.asarray(arrays.y).astype("int64")
+        x, y = _as_inputs(arrays.x, cfg.name), np.asarray(arrays.y).astype("int64")
         _check_pairs(x, y, cfg.name, "x/y")
         x_train, y_train, x_test, y_test = _stratified_split(x, y, cfg.test_fraction, seed)
     else:
-        x_train, y_train = _as_images(arrays.x_train, cfg.name), np.asarray(arrays.y_train).astype("int64")
-        x_test, y_test = _as_images(arrays.x_test, cfg.name), np.asarray(arrays.y_test).astype("int64")
+        x_train, y_train = _as_inputs(arrays.x_train, cfg.name), np.asarray(arrays.y_train).astype("int64")
+        x_test, y_test = _as_inputs(arrays.x_test, cfg.name), np.asarray(arrays.y_test).astype("int64")
         _check_pairs(x_train, y_train, cfg.name, "train")
         _check_pairs(x_test, y_test, cfg.name, "test")
         if x_train.shape[1:] != x_test.shape[1:]:
@@ -127,7 +159,7 @@ def _check_pairs(x: np.ndarray, y: np.ndarray, name: str, part: str) -> None:
 
 
 def _register_builtins() -> None:
-    from tfopt.data import digits, fashion_mnist, files, mnist_5k  # noqa: F401
+    from tfopt.data import digits, fashion_mnist, files, mnist_5k, text  # noqa: F401
 
 
 _register_builtins()

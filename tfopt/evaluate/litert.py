@@ -6,6 +6,7 @@ float outputs, whatever the file's interface.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,46 +23,99 @@ def make_interpreter(model: str | Path | bytes, threads: int = 1) -> Any:
         if isinstance(model, (bytes, bytearray)):
             return Interpreter(model_content=bytes(model), num_threads=threads)
         path = Path(model)
+        if path.is_dir():
+            raise TfoptError(f"{path} is a folder, not a .tflite file. Fix: pass the path of a .tflite file.")
         if not path.is_file():
-            raise TfoptError(f"TFLite file not found: {path}.")
+            raise TfoptError(f"TFLite file not found: {path}. Fix: check the path (exported files are in models/<run>/).")
         return Interpreter(model_path=str(path), num_threads=threads)
     except ValueError as e:
-        raise TfoptError(f"Not a valid .tflite model ({str(e).splitlines()[0][:200]}). Fix: export it again.") from None
+        what = "model" if isinstance(model, (bytes, bytearray)) else str(model)
+        reason = (str(e).splitlines() or ["unreadable"])[0][:200]
+        raise TfoptError(f"Not a valid .tflite {what} ({reason}; truncated or corrupt?). Fix: export it again.") from None
+
+
+def to_input_dtype(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Cast float data to an input tensor's dtype, quantizing with its scale and zero point if it has one."""
+    dtype = detail["dtype"]
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if np.issubdtype(dtype, np.integer) and scale:
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+    return np.asarray(x).astype(dtype)
+
+
+def input_names(interpreter: Any) -> dict[int, str]:
+    """Input tensor index -> the name the model was exported with (its signature's input names).
+
+    Multi-input files (BERT: token_ids, padding_mask, segment_ids) list their inputs in no fixed
+    order, so data is matched to them by name, never by position.
+    """
+    names: dict[int, str] = {}
+    signatures = interpreter.get_signature_list()
+    if len(signatures) == 1:
+        runner = interpreter.get_signature_runner(next(iter(signatures)))
+        names = {int(d["index"]): name for name, d in runner.get_input_details().items()}
+    for d in interpreter.get_input_details():  # no signature: 'serving_default_token_ids:0' -> token_ids
+        names.setdefault(int(d["index"]), re.sub(r"^serving_default_|:\d+$", "", d["name"]))
+    return names
+
+
+def match_inputs(interpreter: Any, x: Any) -> list[tuple[dict, np.ndarray]]:
+    """Pair each input tensor's details with its data: an array feeds a single-input model, a dict feeds inputs by name.
+
+    Raises:
+        TfoptError: the data's names or count do not match the model's inputs.
+    """
+    details = interpreter.get_input_details()
+    if not isinstance(x, dict):
+        if len(details) != 1:
+            names = ", ".join(sorted(input_names(interpreter).values()))
+            raise TfoptError(f"The model has {len(details)} inputs ({names}); pass a dict of arrays by input name, not one array.")
+        return [(details[0], x)]
+    names = input_names(interpreter)
+    missing = sorted(n for n in names.values() if n not in x)
+    if missing:
+        raise TfoptError(f"No data for model input(s) {', '.join(missing)}. Received: inputs={sorted(x)!r}")
+    return [(d, x[names[int(d["index"])]]) for d in details]
 
 
 class TfliteRunner:
-    """Batched inference on float inputs; (de)quantizes where the file's I/O is integer."""
+    """Batched inference on float inputs; (de)quantizes where the file's I/O is integer.
+
+    Inputs are an array (single-input models) or a dict of arrays matched to the file's inputs
+    by name (multi-input models such as BERT).
+    """
 
     def __init__(self, model: str | Path | bytes, threads: int = 1):
         self.interpreter = make_interpreter(model, threads)
         self._batch = None
-        inp = self.interpreter.get_input_details()
         out = self.interpreter.get_output_details()
-        if len(inp) != 1 or len(out) != 1:
-            raise TfoptError(f"Expected one input and one output, found {len(inp)} and {len(out)}.")
+        if len(out) != 1:
+            raise TfoptError(f"Expected one output, found {len(out)}.")
 
     def _resize(self, batch: int) -> None:
         if batch != self._batch:
-            idx = self.interpreter.get_input_details()[0]["index"]
-            shape = list(self.interpreter.get_input_details()[0]["shape"])
-            self.interpreter.resize_tensor_input(idx, [batch] + shape[1:], strict=False)
+            for d in self.interpreter.get_input_details():
+                self.interpreter.resize_tensor_input(d["index"], [batch] + list(d["shape"])[1:], strict=False)
             self.interpreter.allocate_tensors()
             self._batch = batch
 
-    def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        d = self.interpreter.get_input_details()[0]
-        if np.issubdtype(d["dtype"], np.integer):
-            scale, zero = d["quantization"]
-            info = np.iinfo(d["dtype"])
-            return np.clip(np.round(x / scale + zero), info.min, info.max).astype(d["dtype"])
-        return x.astype(d["dtype"])
+    def set_inputs(self, x: Any) -> None:
+        """Resize to the batch of ``x`` and set every input (quantized where the file's input is)."""
+        pairs = match_inputs(self.interpreter, x)
+        self._resize(len(pairs[0][1]))
+        for d, values in pairs:
+            self.interpreter.set_tensor(d["index"], to_input_dtype(values, d))
 
-    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        return to_input_dtype(x, self.interpreter.get_input_details()[0])
+
+    def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
         outs = []
-        for i in range(0, len(x), batch_size):
-            chunk = x[i : i + batch_size]
-            self._resize(len(chunk))
-            self.interpreter.set_tensor(self.interpreter.get_input_details()[0]["index"], self.quantize_input(chunk))
+        n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+        for i in range(0, n, batch_size):
+            chunk = {k: v[i : i + batch_size] for k, v in x.items()} if isinstance(x, dict) else x[i : i + batch_size]
+            self.set_inputs(chunk)
             self.interpreter.invoke()
             d = self.interpreter.get_output_details()[0]
             y = self.interpreter.get_tensor(d["index"])

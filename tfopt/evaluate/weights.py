@@ -1,33 +1,96 @@
-"""Weight statistics (sparsity, unique values) read back from a Keras model or a .tflite file.
+"""Weight statistics (sparsity, unique values, quantization) read back from a Keras model or a .tflite file.
 
 The file is what a user deploys, so its numbers are read from the flatbuffer itself: for every
-conv / depthwise / fully-connected / transpose-conv operator, the constant weight operand
-(following a DEQUANTIZE for float16 and some quantized files) and its raw stored values.
+conv / depthwise / fully-connected / transpose-conv / embedding operator, the constant weight
+operand and its raw stored values. Weights reach an operator through DEQUANTIZE (float16 and
+weight-only files), QUANTIZE+DEQUANTIZE (a QAT model exported as float32) or DENSIFY (sparse
+files); those chains are followed back to the stored constant, and sparse constants are expanded.
+Quantization is read from the tensor's own parameters (dtype, number of scales, axis), so
+"quantized" in a report means quantized in the file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import numpy as np
 
 from tfopt.errors import TfoptError
 from tfopt.results import LayerStats
 
-# Operators whose input 1 is the weight tensor.
-_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D", "BATCH_MATMUL", "EMBEDDING_LOOKUP")
+# Operator -> (index of its weight input, axis of output channels in TFLite's layout).
+_WEIGHT_OPS = {
+    "CONV_2D": (1, 0),
+    "DEPTHWISE_CONV_2D": (1, 3),
+    "FULLY_CONNECTED": (1, 0),
+    "TRANSPOSE_CONV": (1, 0),
+    "CONV_3D": (1, 4),
+    "BATCH_MATMUL": (1, -1),
+    "EMBEDDING_LOOKUP": (1, None),
+    "GATHER": (0, None),  # an embedding table (only when constant)
+}
+_PASS_THROUGH = ("DEQUANTIZE", "QUANTIZE", "DENSIFY")  # ops between a stored weight and its user
+_M_BY_N_OPS = ("CONV_2D", "FULLY_CONNECTED")  # input channels are the last axis: where tfmot's M:N applies
 _DTYPES = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32}
 
 
-def _stats(name: str, values: np.ndarray, dtype: str) -> LayerStats:
+def unique_per_channel(values: np.ndarray, axis: int) -> int:
+    """Most distinct values found in any one slice along ``axis`` (an output channel)."""
+    per = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
+    if per.shape[1] == 0:
+        return 0
+    s = np.sort(per, axis=1)
+    return int((1 + np.count_nonzero(np.diff(s, axis=1), axis=1)).max())
+
+
+def holds_m_by_n(values: np.ndarray, m: int = 2, n: int = 4) -> bool:
+    """Whether every ``n`` consecutive values along the last axis hold at least ``m`` zeros.
+
+    This is tfmot's definition of M:N sparsity in TFLite's weight layout (input channels last;
+    a short last group counts as zero-padded, as in ``pruning_utils.is_pruned_m_by_n``).
+    """
+    rows = values.reshape(-1, values.shape[-1])
+    pad = (-rows.shape[1]) % n
+    if pad:
+        rows = np.pad(rows, ((0, 0), (0, pad)))
+    groups = rows.reshape(-1, n)
+    return bool(np.all(np.count_nonzero(groups, axis=1) <= n - m))
+
+
+def _layer_of(tensor_name: str) -> Optional[str]:
+    # "model/conv1/Conv2D;model/conv1/BiasAdd" -> "conv1"; "conv1/kernel" -> "conv1"
+    parts = tensor_name.split(";")[0].split("/")
+    if len(parts) >= 3:
+        return parts[1]
+    if len(parts) == 2:
+        return parts[0]
+    return None
+
+
+def _stats(
+    name: str, values: np.ndarray, dtype: str, *, channel_axis: Optional[int] = None, m_by_n: bool = False,
+    quantization: Optional[str] = None, quantized: Optional[bool] = None, layer: Optional[str] = None,
+) -> LayerStats:
     flat = values.reshape(-1)
+    channels = per_channel = pattern = None
+    if channel_axis is not None and values.ndim >= 2:
+        channels = int(values.shape[channel_axis])
+        per_channel = unique_per_channel(values, channel_axis)
+    if m_by_n and values.ndim >= 2 and values.shape[-1] >= 4:  # fewer input channels: vacuously true
+        pattern = holds_m_by_n(values)
     return LayerStats(
         name=name,
         size=int(flat.size),
         sparsity=round(float(np.count_nonzero(flat == 0) / max(flat.size, 1)), 6),
         unique_values=int(np.unique(flat).size),
         dtype=dtype,
+        layer=layer if layer is not None else _layer_of(name),
+        quantized=quantized,
+        quantization=quantization,
+        channels=channels,
+        unique_per_channel=per_channel,
+        pattern_2_4=pattern,
     )
 
 
@@ -43,6 +106,70 @@ def _unpack_int4(raw: np.ndarray, count: int) -> np.ndarray:
     high = (raw >> 4).astype(np.int8)
     both = np.stack([low, high], axis=-1).reshape(-1)[:count]
     return np.where(both > 7, both - 16, both)
+
+
+def _index_vector(schema: Any, kind: int, table: Any) -> np.ndarray:
+    cls = {1: schema.Int32Vector, 2: schema.Uint16Vector, 3: schema.Uint8Vector}.get(kind)
+    if cls is None or table is None:
+        return np.zeros(0, np.int64)
+    vec = cls()
+    vec.Init(table.Bytes, table.Pos)
+    return vec.ValuesAsNumpy().astype(np.int64) if vec.ValuesLength() else np.zeros(0, np.int64)
+
+
+def _densify(schema: Any, stored: np.ndarray, shape: tuple[int, ...], sparsity: Any) -> np.ndarray:
+    """Expand a constant stored in TFLite's sparse format (traversal order, blocks, CSR levels)."""
+    rank = len(shape)
+    order = [int(x) for x in sparsity.TraversalOrderAsNumpy()]
+    block_map = [int(x) for x in sparsity.BlockMapAsNumpy()] if sparsity.BlockMapLength() else []
+    pos = np.zeros(1, np.int64)
+    coords: list[np.ndarray] = []
+    sizes = []
+    for level in range(sparsity.DimMetadataLength()):
+        meta = sparsity.DimMetadata(level)
+        if meta.Format() == schema.DimensionType.DENSE:
+            size = int(meta.DenseSize())
+            coords = [np.repeat(c, size) for c in coords]
+            coords.append(np.tile(np.arange(size), len(pos)))
+            pos = (pos[:, None] * size + np.arange(size)).reshape(-1)
+        else:
+            segments = _index_vector(schema, meta.ArraySegmentsType(), meta.ArraySegments())
+            indices = _index_vector(schema, meta.ArrayIndicesType(), meta.ArrayIndices())
+            starts, ends = segments[pos], segments[pos + 1]
+            counts = ends - starts
+            coords = [np.repeat(c, counts) for c in coords]
+            new_pos = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(int(counts.sum()))
+            coords.append(indices[new_pos])
+            pos = new_pos
+            size = None
+        sizes.append(size)
+    level_of = {dim: level for level, dim in enumerate(order)}
+    block_size = {block_map[j]: sizes[level_of[rank + j]] for j in range(len(block_map))}
+    index = [np.zeros(len(pos), np.int64) for _ in range(rank)]
+    for level, dim in enumerate(order):
+        if dim < rank:
+            index[dim] = index[dim] + coords[level] * block_size.get(dim, 1)
+        else:
+            d = block_map[dim - rank]
+            index[d] = index[d] + coords[level]
+    dense = np.zeros(shape, stored.dtype)
+    dense[tuple(index)] = stored[pos]
+    return dense
+
+
+def _quantization(tensor: Any, tname: str) -> tuple[Optional[bool], str, Optional[int]]:
+    """(quantized, description, quantized axis) from a tensor's own quantization parameters."""
+    q = tensor.Quantization()
+    scales = q.ScaleLength() if q is not None else 0
+    if tname.startswith(("INT", "UINT")) and scales:
+        bits = tname.lower()
+        if scales > 1:
+            axis = int(q.QuantizedDimension())
+            return True, f"{bits} per-channel ({scales} scales, axis {axis})", axis
+        return True, f"{bits} per-tensor", None
+    if tname == "FLOAT16":
+        return False, "float16", None
+    return False, "none", None
 
 
 def tflite_weight_stats(path: str | Path) -> list[LayerStats]:
@@ -80,36 +207,74 @@ def tflite_weight_stats(path: str | Path) -> list[LayerStats]:
         else:
             return None  # not a constant
         tname = type_names.get(tensor.Type(), "?")
-        count = int(np.prod(tensor.ShapeAsNumpy())) if tensor.ShapeLength() else 1
+        shape = tuple(int(s) for s in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+        count = int(np.prod(shape)) if shape else 1
         if tname == "INT4":
-            return _unpack_int4(raw, count), tname
-        if tname not in _DTYPES:
+            values = _unpack_int4(raw, count if tensor.Sparsity() is None else 2 * raw.size)
+        elif tname in _DTYPES:
+            values = np.frombuffer(raw.tobytes(), _DTYPES[tname])
+        else:
             return None
-        return np.frombuffer(raw.tobytes(), _DTYPES[tname]), tname
+        if tensor.Sparsity() is not None:
+            return _densify(schema, values, shape, tensor.Sparsity()), tname
+        return (values.reshape(shape) if shape and values.size == count else values), tname
 
     out: dict[str, LayerStats] = {}
     for op in ops:
-        if opname(op) not in _WEIGHT_OPS or op.InputsLength() < 2:
+        kind = opname(op)
+        if kind not in _WEIGHT_OPS:
             continue
-        t_idx = int(op.Inputs(1))
+        weight_input, channel_axis = _WEIGHT_OPS[kind]
+        if op.InputsLength() <= weight_input:
+            continue
+        t_idx = int(op.Inputs(weight_input))
         if t_idx < 0:
             continue
-        if t_idx in producer and opname(producer[t_idx]) == "DEQUANTIZE":
-            t_idx = int(producer[t_idx].Inputs(0))
+        user_name = subgraph.Tensors(t_idx).Name().decode("utf-8", "replace")
+        for _ in range(4):  # follow DEQUANTIZE / QUANTIZE / DENSIFY back to the stored constant
+            if t_idx in producer and opname(producer[t_idx]) in _PASS_THROUGH:
+                t_idx = int(producer[t_idx].Inputs(0))
         got = tensor_values(t_idx)
         if got is None:
             continue
-        name = subgraph.Tensors(t_idx).Name().decode("utf-8", "replace")
-        out.setdefault(name, _stats(name, got[0], got[1]))
+        values, tname = got
+        tensor = subgraph.Tensors(t_idx)
+        name = tensor.Name().decode("utf-8", "replace")
+        quantized, description, q_axis = _quantization(tensor, tname)
+        axis = q_axis if q_axis is not None else channel_axis
+        if axis is not None and values.ndim:
+            axis = axis % values.ndim
+        layer = _layer_of(name) or _layer_of(user_name)
+        out.setdefault(
+            name,
+            _stats(name, values, tname, channel_axis=axis if values.ndim >= 2 else None, m_by_n=kind in _M_BY_N_OPS,
+                   quantization=description, quantized=quantized, layer=layer),
+        )
     return list(out.values())
 
 
 def keras_weight_stats(model: Any) -> list[LayerStats]:
-    """Per-kernel stats of a Keras model (the same tensors the exporter turns into weights)."""
+    """Per-kernel stats of a Keras model (the same tensors the exporter turns into weights).
+
+    Kernels are laid out as TFLite stores them (output channels first, input channels last) so
+    per-channel counts and the 2:4 pattern mean the same thing for both kinds of stats.
+    """
+    from tfopt._keras import keras_kind
+
+    if keras_kind(model) == "keras3":  # nested layers (keras-hub): every variable, by path
+        from tfopt.backend_keras3 import weight_stats
+
+        return weight_stats(model)
     out = []
     for layer in model.layers:
         for w in layer.weights:
             short = w.name.split("/")[-1].split(":")[0]
             if short in ("kernel", "depthwise_kernel", "embeddings") and len(w.shape) >= 2:
-                out.append(_stats(f"{layer.name}/{short}", np.asarray(w.numpy()), str(w.dtype.name)))
+                values = np.asarray(w.numpy())
+                axis: Optional[int] = None
+                if short == "kernel" and values.ndim in (2, 4):
+                    values = np.moveaxis(values, -1, 0)  # (in, out) -> (out, in); HWIO -> OHWI
+                    axis = 0
+                out.append(_stats(f"{layer.name}/{short}", values, str(w.dtype.name), channel_axis=axis,
+                                  m_by_n=axis is not None, quantized=False, quantization="none", layer=layer.name))
     return out

@@ -3,6 +3,7 @@
 Adding a format means adding one file here that registers it, and importing it below.
 """
 
-from tfopt.export.tflite import EXPORTERS, convert
+from tfopt.export.tflite import EXPORTERS, Exported, convert, export_tflite
+from tfopt.export import litert_quantizer  # noqa: F401,E402  (registers the lq_* formats)
 
-__all__ = ["EXPORTERS", "convert"]
+__all__ = ["EXPORTERS", "Exported", "convert", "export_tflite"]

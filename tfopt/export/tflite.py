@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -24,14 +26,37 @@ from tfopt.registry import Registry
 EXPORTERS: Registry = Registry("export format")
 
 
+@dataclass(frozen=True)
+class Exported:
+    """An exported file's bytes plus what the exporter learned making it (recorded in run.json).
+
+    An exporter may return plain ``bytes``; ``export_tflite`` wraps them.
+    """
+
+    data: bytes
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 def converter_format(name: str) -> Callable:
     """Register a function that configures a ``TFLiteConverter`` as export format ``name``."""
 
     def deco(configure: Callable) -> Callable:
         def export(model: Any, spec: ExportSpec, calibration: np.ndarray) -> bytes:
-            conv = tf().lite.TFLiteConverter.from_keras_model(model)
-            configure(conv, spec, calibration)
-            return run_converter(conv, f"{spec.format} for model {model.name!r}")
+            from tfopt.export.keras3 import converter_for  # Keras 3 models convert via a SavedModel
+            from tfopt.transforms.qat import is_quantized
+
+            if name in ("float32", "float16") and is_quantized(model):
+                # Measured: the converter keeps QAT's fake quantization as QUANTIZE/DEQUANTIZE pairs,
+                # so the file is neither float nor small, and differs from Keras by ~0.02 on softmax.
+                raise ExportError(
+                    f"{spec.label} of QAT model {model.name!r} would keep its fake quantization as float "
+                    "QUANTIZE/DEQUANTIZE ops: not a float reference, and no smaller. Fix: export QAT variants as int8 (or dynamic)."
+                )
+            with converter_for(model, calibration) as conv:
+                configure(conv, spec, calibration)
+                if spec.sparse:  # pruned weights stored sparse, for XNNPACK's sparse kernels
+                    conv.optimizations = list(conv.optimizations or []) + [tf().lite.Optimize.EXPERIMENTAL_SPARSITY]
+                return run_converter(conv, f"{spec.label} for model {model.name!r}")
 
         export.__doc__ = configure.__doc__
         EXPORTERS.register(name)(export)
@@ -64,11 +89,18 @@ def _int8(conv: Any, spec: ExportSpec, calib: np.ndarray) -> None:
     """Full-integer int8 weights and activations, calibrated on training samples (converter)."""
     t = tf()
     conv.optimizations = [t.lite.Optimize.DEFAULT]
-    samples = calib[: spec.calibration_samples].astype("float32")
+    if isinstance(calib, dict):  # several named inputs (token ids, masks): integers, fed by name
+        named = {k: v[: spec.calibration_samples] for k, v in calib.items()}
 
-    def representative() -> Any:
-        for i in range(len(samples)):
-            yield [samples[i : i + 1]]
+        def representative() -> Any:
+            for i in range(len(next(iter(named.values())))):
+                yield {k: v[i : i + 1] for k, v in named.items()}
+    else:
+        samples = calib[: spec.calibration_samples].astype("float32")
+
+        def representative() -> Any:
+            for i in range(len(samples)):
+                yield [samples[i : i + 1]]
 
     conv.representative_dataset = representative
     conv.target_spec.supported_ops = [t.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -78,7 +110,7 @@ def _int8(conv: Any, spec: ExportSpec, calib: np.ndarray) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Any:
+def quiet_stderr() -> Any:
     """The MLIR converter logs dozens of lines to fd 2 per model; keep them out of the progress."""
     if os.environ.get("TFOPT_VERBOSE_CONVERTER"):
         yield
@@ -97,12 +129,19 @@ def _quiet_stderr() -> Any:
 def run_converter(conv: Any, what: str) -> bytes:
     """Run a configured converter; its errors become one-line ``ExportError``s."""
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             return conv.convert()
     except Exception as e:  # converter errors come as several exception types
         text = str(e)
         reason = next((line for line in text.splitlines() if "error" in line.lower()), text.splitlines()[0] if text else type(e).__name__)
+        reason = re.sub(r"^.*?error: loc\(.*\)\)\):\s*", "", reason)  # MLIR prefixes a long op location
         raise ExportError(f"TFLite conversion to {what} failed: {reason.strip()[:400]}") from None
+
+
+def export_tflite(model: Any, spec: ExportSpec, calibration: np.ndarray) -> Exported:
+    """Export a model in the requested format, with the exporter's findings (see ``convert``)."""
+    out: Union[bytes, Exported] = EXPORTERS.get(spec.format)(model, spec, calibration)
+    return out if isinstance(out, Exported) else Exported(bytes(out))
 
 
 def convert(model: Any, spec: ExportSpec, calibration: np.ndarray) -> bytes:
@@ -117,4 +156,4 @@ def convert(model: Any, spec: ExportSpec, calibration: np.ndarray) -> bytes:
     Raises:
         ExportError: with the converter's own reason on the first line.
     """
-    return EXPORTERS.get(spec.format)(model, spec, calibration)
+    return export_tflite(model, spec, calibration).data

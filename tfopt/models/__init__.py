@@ -17,7 +17,7 @@ MODELS: Registry = Registry("model")
 
 
 def _register_builtins() -> None:
-    from tfopt.models import small_cnn  # noqa: F401
+    from tfopt.models import bert, small_cnn, vgg16  # noqa: F401
 
 
 _register_builtins()
@@ -44,6 +44,28 @@ def build(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> A
     return model
 
 
+def prepare_inputs(cfg: ModelConfig, splits: Any) -> Any:
+    """Turn a text dataset's strings into the model's inputs with the model family's tokenizer.
+
+    The vocabulary belongs to the checkpoint, so a builder that takes text carries a
+    ``prepare_inputs(splits, **params)`` function (see ``models/bert.py``). Image data passes through.
+
+    Raises:
+        ModelError: text data for a model that has no tokenizer.
+    """
+    if not getattr(splits, "is_text", False):
+        return splits
+    builder = MODELS.get(cfg.name) if cfg.name in MODELS else None
+    prepare = getattr(builder, "prepare_inputs", None)
+    if prepare is None:
+        raise ModelError(
+            f"Dataset {splits.name!r} is text, but model {cfg.name or cfg.path!r} has no tokenizer. "
+            "Fix: use model: {name: bert, params: {preset: minilm_l6}}."
+        )
+    _check_params(cfg.name, builder, cfg.params)
+    return prepare(splits, **cfg.params)
+
+
 def _check_params(name: str, builder: Any, params: dict[str, Any]) -> None:
     sig = inspect.signature(builder)
     allowed = list(sig.parameters)[2:]  # after (input_shape, num_classes)
@@ -57,10 +79,12 @@ def _check_params(name: str, builder: Any, params: dict[str, Any]) -> None:
 
 def check_fits(model: Any, input_shape: tuple[int, ...], num_classes: int, what: str) -> None:
     """Refuse a model whose input shape or class count does not match the dataset."""
-    model_in = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
-    if model_in is None:
+    model_in = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, (list, dict)) else None
+    if model_in is None and not _takes_tokens(model):
         raise ModelError(f"Model {what!r} has several inputs; tfopt's image pipelines need one image input.")
-    if any(m is not None and m != d for m, d in zip(model_in, input_shape)) or len(model_in) != len(input_shape):
+    if model_in is None:
+        pass  # a text model: its builder checked the sequence length against the tokenized data
+    elif any(m is not None and m != d for m, d in zip(model_in, input_shape)) or len(model_in) != len(input_shape):
         raise ModelError(
             f"Model {what!r} expects inputs of shape {model_in} but the dataset's images are {tuple(input_shape)}. "
             "Fix: use a dataset of that shape or a model built for it."
@@ -71,3 +95,8 @@ def check_fits(model: Any, input_shape: tuple[int, ...], num_classes: int, what:
             f"Model {what!r} outputs {out} classes but the dataset has {num_classes}. "
             "Fix: give the model a final layer with that many units."
         )
+
+
+def _takes_tokens(model: Any) -> bool:
+    names = {getattr(t, "name", "").split(":")[0] for t in getattr(model, "inputs", None) or []}
+    return {"token_ids", "padding_mask"} <= names

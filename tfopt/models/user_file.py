@@ -6,6 +6,8 @@ Python code, so it is refused unless the user opts in with ``model.safe_mode: fa
 
 from __future__ import annotations
 
+import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -43,10 +45,48 @@ def load_model_file(path: str | Path, safe_mode: bool = True) -> Any:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "lambda" in msg.lower() or "safe_mode" in msg.lower():
             raise _lambda_refused(path) from None
+        custom = re.search(r"(?:Cannot deserialize object of type|Unknown layer:?) [`'\"]?(\w+)", msg)
+        unknown = custom.group(1) if custom else (_unregistered_classes(path) or [None])[0] if kind == ".keras" else None
+        if unknown:  # the file is fine; the class it names is not known to this process
+            raise ModelError(
+                f"{path} uses the custom class {unknown!r}, which is not registered here. Fix: from Python, decorate it with "
+                "@tf_keras.saving.register_keras_serializable() and import it before tfopt.pipeline.run, or rebuild the model from built-in layers."
+            ) from None
         raise ModelError(f"Cannot load {kind} model {path}: {msg[:300]}. Fix: check that the file is a complete Keras model.") from None
     if not isinstance(model, k.Model):
         raise ModelError(f"{path} loaded as {type(model).__name__}, not a Keras model. Fix: save a Keras model (model.save).")
     return model
+
+
+def _unregistered_classes(path: Path) -> list[str]:
+    """Classes named in a .keras file's config that are neither Keras' own nor registered here.
+
+    Keras reports these only as "'str' object is not callable" when the class came from an
+    importable module, so tfopt looks for them itself to name the class.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    get = keras().saving.get_registered_object
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            module, name = node.get("module"), node.get("class_name")
+            if isinstance(name, str) and "config" in node and name != "function":
+                builtin = isinstance(module, str) and module.split(".")[0] in ("tf_keras", "keras", "builtins")
+                if not builtin and get(node.get("registered_name") or name) is None and name not in found:
+                    found.append(name)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
 
 
 def _lambda_refused(path: Path) -> ModelError:

@@ -167,6 +167,16 @@ def _results_table(run: Run) -> list[Any]:
     return [_Heading(2, "Results"), _Table(headers, rows, "llrrrrrrrrrr"), _Para(" ".join(notes))]
 
 
+def _not_exported(run: Run) -> list[Any]:
+    """Formats the converter could not produce for a variant, with its reason (the run went on)."""
+    missing = getattr(run, "not_exported", None) or []
+    if not missing:
+        return []
+    rows = [[m.variant, m.format, m.reason] for m in missing]
+    return [_Heading(3, "Not exportable"), _Table(["variant", "format", "converter's reason"], rows, "lll"),
+            _Para("These variants were evaluated in Keras only (the 'keras' rows above); no .tflite file exists for them.")]
+
+
 def _plots(run: Run) -> list[Any]:
     blocks: list[Any] = [_Heading(2, "Plots")]
     specs: list[tuple[str, str, Callable[[], Optional[bytes]], str]] = [
@@ -186,10 +196,79 @@ def _layers(run: Run) -> list[Any]:
     if not shown:
         return blocks + [_Para("No per-layer statistics recorded.")]
     for r in shown:
-        rows = [[s.name, f"{s.size:,}", _pct(s.sparsity), f"{s.unique_values:,}", s.dtype] for s in r.layers]
-        table = _Table(["tensor", "size", "sparsity", "unique values", "dtype"], rows, "lrrrl")
-        blocks.append(_Details(f"{r.variant} / {r.format}: {len(r.layers)} tensors", [table]))
+        rows = [[s.layer or MISSING, s.name.split(";")[0], f"{s.size:,}", _pct(s.sparsity), f"{s.unique_values:,}",
+                 f"{s.unique_per_channel:,} ({s.channels} ch)" if s.unique_per_channel is not None else MISSING,
+                 MISSING if s.pattern_2_4 is None else ("yes" if s.pattern_2_4 else "no"),
+                 s.quantization if s.quantization not in (None, "none") else s.dtype.lower(),
+                 _decisions(run, r.variant, s.layer)] for s in r.layers]
+        table = _Table(["layer", "tensor", "size", "sparsity", "unique values", "max unique per channel",
+                        "2:4", "stored as", "transforms"], rows, "llrrrrlll")
+        quantized = sum(1 for s in r.layers if s.quantized)
+        blocks.append(_Details(f"{r.variant} / {r.format}: {len(r.layers)} tensors, {quantized} quantized", [table]))
+    blocks.append(_Para("Read from each exported file: sparsity and unique values over the stored weight tensor, "
+                        "per output channel where the file stores channels, '2:4' whether every 4 consecutive "
+                        "input-channel weights hold at least 2 zeros, 'stored as' the tensor's dtype and "
+                        "quantization parameters. 'transforms' says what each step did to the layer, and why it skipped it."))
     return blocks
+
+
+def _decisions(run: Run, variant: str, layer: Optional[str]) -> str:
+    """What each transform of ``variant`` did to ``layer`` (QAT names its layers quant_<name>)."""
+    if layer is None:
+        return MISSING
+    out = []
+    for t in run.transforms:
+        if t.variant != variant:
+            continue
+        for d in t.layers:
+            if layer in (d.layer, f"quant_{d.layer}"):
+                out.append(f"{t.transform}: " + ("applied" if d.applied else f"skipped ({d.reason})"))
+    return "; ".join(out) or MISSING
+
+
+# Converter mode -> the LiteRT Quantizer recipe that does the same job.
+_QUANTIZER_TWINS = (("dynamic", "lq_dynamic_int8"), ("int8", "lq_static_int8"))
+
+
+def _quantizer(run: Run) -> list[Any]:
+    """Converter vs LiteRT Quantizer, like for like, and the quantizer's own per-tensor validation."""
+    lq = [r for r in run.results if r.details.get("recipe")]
+    if not lq:
+        return []
+    blocks: list[Any] = [_Heading(2, "Converter vs LiteRT Quantizer")]
+    rows = []
+    for variant in dict.fromkeys(r.variant for r in run.results):
+        for conv_fmt, lq_fmt in _QUANTIZER_TWINS:
+            a, b = _find(run, variant, conv_fmt), _find(run, variant, lq_fmt)
+            if a is None or b is None:
+                continue
+            rows.append([variant, f"{conv_fmt} vs {lq_fmt}", _pct(a.accuracy), _pct(b.accuracy), _kib(a.gzip_bytes),
+                         _kib(b.gzip_bytes), _float_left(a), _float_left(b),
+                         _fmt(a.latency_ms.p50 if a.latency_ms else None, ".3f"), _fmt(b.latency_ms.p50 if b.latency_ms else None, ".3f")])
+    if rows:
+        blocks.append(_Table(["variant", "pair", "acc converter", "acc quantizer", "gzip KiB converter", "gzip KiB quantizer",
+                              "float weights converter", "float weights quantizer", "p50 ms converter", "p50 ms quantizer"],
+                             rows, "llrrrrrrrr"))
+        blocks.append(_Para("Float weights counts the weight tensors each file leaves unquantized (e.g. an embedding's "
+                            "GATHER table, which the LiteRT Quantizer's recipes leave in float32)."))
+    rows = []
+    for r in lq:
+        v = r.details.get("validation") or {}
+        outs = list((v.get("outputs") or {}).values())
+        acts = v.get("activations") or {}
+        worst = max(acts.items(), key=lambda kv: kv[1].get("mse", 0.0), default=None)
+        rows.append([r.variant, r.format, r.details.get("recipe", MISSING), str(v.get("samples", MISSING)),
+                     _fmt(outs[0].get("mse") if outs else None, ".3g"), _fmt(outs[0].get("snr") if outs else None, ".3g"),
+                     f"{worst[0].split(';')[0]}: {worst[1].get('mse', 0.0):.3g}" if worst else MISSING])
+    blocks.append(_Heading(3, "LiteRT Quantizer validation"))
+    blocks.append(_Table(["variant", "format", "recipe", "samples", "output MSE", "output SNR", "worst activation (MSE)"], rows, "lllrrrl"))
+    blocks.append(_Para("The quantizer compares its quantized file with the float32 file it started from, tensor by tensor, "
+                        "on training samples not used for calibration; every tensor's errors are in run.json (details.validation)."))
+    return blocks
+
+
+def _float_left(r: Result) -> str:
+    return f"{sum(1 for s in r.layers if s.quantized is False)} of {len(r.layers)}" if r.layers else MISSING
 
 
 def _transforms(run: Run) -> list[Any]:
@@ -230,7 +309,7 @@ def _training(run: Run) -> list[Any]:
 
 def build_blocks(run: Run) -> list[Any]:
     """Lay out the whole report as neutral blocks, shared by the Markdown and HTML writers."""
-    return _header(run) + _results_table(run) + _plots(run) + _layers(run) + _transforms(run) + _training(run)
+    return _header(run) + _results_table(run) + _not_exported(run) + _quantizer(run) + _plots(run) + _layers(run) + _transforms(run) + _training(run)
 
 
 # --- Markdown ------------------------------------------------------------------------------------

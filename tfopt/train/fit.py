@@ -1,28 +1,43 @@
-"""The fit loop shared by baseline training and variant fine-tuning."""
+"""The fit loop shared by baseline training and variant fine-tuning.
+
+Every fit reads its data through tf.data (cache, seeded shuffle, batch, prefetch; sharded by
+example when several workers train), can back itself up each epoch and resume after a kill, and
+records its throughput with the strategy, replicas, global batch and precision it ran under.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from tfopt._keras import keras, tf
+from tfopt._keras import keras, keras_for, keras_kind, tf
+from tfopt.data import num_examples
 from tfopt.results import Training
+from tfopt.train.strategy import describe_strategy
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> Any:
-    """tf.data pipeline: cache, seeded shuffle, batch, prefetch."""
+    """tf.data pipeline: cache, seeded shuffle, batch (the global batch), prefetch.
+
+    Auto-sharding is set to DATA: arrays in memory have no files to shard by, so each worker of a
+    multi-worker run takes its share of every global batch (the policy Keras would otherwise fall
+    back to, with a warning). It changes nothing on one machine.
+    """
     t = tf()
     ds = t.data.Dataset.from_tensor_slices((x, y)).cache()
     if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(t.data.AUTOTUNE)
+        ds = ds.shuffle(num_examples(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).prefetch(t.data.AUTOTUNE)
+    options = t.data.Options()
+    options.experimental_distribute.auto_shard_policy = t.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
-def _optimizer(name: str, learning_rate: float) -> Any:
-    k = keras()
+def _optimizer(name: str, learning_rate: float, k: Any = None) -> Any:
+    k = k or keras()
     return {
         "adam": k.optimizers.Adam,
         "adamw": k.optimizers.AdamW,
@@ -36,17 +51,61 @@ def _outputs_probabilities(model: Any) -> bool:
     while hasattr(layer, "layer"):  # tfmot wrappers (pruning, clustering, QAT) hold the real layer
         layer = layer.layer
     act = getattr(layer, "activation", None)
+    while hasattr(act, "activation"):  # QAT wraps the activation too (QuantizeAwareActivation)
+        act = act.activation
     return getattr(act, "__name__", "") == "softmax"
 
 
 def compile_model(model: Any, optimizer: str, learning_rate: float) -> None:
-    """Compile for integer-label classification; call inside the strategy scope."""
-    k = keras()
+    """Compile for integer-label classification; call inside the strategy scope.
+
+    Under a ``mixed_float16`` policy the optimizer is wrapped in a ``LossScaleOptimizer`` (dynamic
+    loss scaling), so small float16 gradients do not underflow to zero.
+    """
+    k = keras_for(model)  # a Keras 3 model (keras-hub) needs Keras 3's optimizer and loss
+    opt = _optimizer(optimizer, learning_rate, k)
+    if keras_kind(model) == "tf_keras" and k.mixed_precision.global_policy().name == "mixed_float16":
+        opt = k.mixed_precision.LossScaleOptimizer(opt)
     model.compile(
-        optimizer=_optimizer(optimizer, learning_rate),
+        optimizer=opt,
         loss=k.losses.SparseCategoricalCrossentropy(from_logits=not _outputs_probabilities(model)),
         metrics=["accuracy"],
     )
+
+
+def backup_callback(model: Any, backup_dir: Path) -> Any:
+    """Keras ``BackupAndRestore`` writing to ``backup_dir`` every epoch, restoring at the next start.
+
+    tf_keras refuses ``OneDeviceStrategy`` here only because it is missing from the callback's list
+    of strategies; its checkpoint (``tf.train.Checkpoint`` of model, optimizer and epoch) works the
+    same on one device, which ``tests/train/test_resume.py`` checks by killing a real run.
+    """
+    k = keras_for(model)
+    cb = k.callbacks.BackupAndRestore(backup_dir=str(backup_dir), save_freq="epoch", delete_checkpoint=True)
+    if hasattr(cb, "_supported_strategies"):
+        cb._supported_strategies = tuple(cb._supported_strategies) + (tf().distribute.OneDeviceStrategy,)
+    return cb
+
+
+class _Progress:
+    """Records the first epoch a fit runs (later than 0 after a resume) and says so once."""
+
+    def __init__(self, variant: str, epochs: int, log: Callable[[str], None]):
+        self.variant, self.epochs, self.log = variant, epochs, log
+        self.first_epoch: Optional[int] = None
+
+    def callback(self, k: Any) -> Any:
+        outer = self
+
+        class Cb(k.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if outer.first_epoch is None:
+                    outer.first_epoch = epoch
+                    if epoch > 0:
+                        outer.log(f"[tfopt]   {outer.variant}: resumed from the checkpoint of epoch {epoch}; "
+                                  f"continuing at epoch {epoch + 1}/{outer.epochs}")
+
+        return Cb()
 
 
 def fit(
@@ -61,22 +120,38 @@ def fit(
     log_dir: Optional[Path],
     early_stopping: Any = None,
     verbose: int = 2,
+    backup_dir: Optional[Path] = None,
+    log: Callable[[str], None] = print,
 ) -> Training:
-    """Train ``model`` on the splits' train part, validating on val; returns what happened."""
-    k = keras()
-    cbs = list(callbacks)
+    """Train ``model`` on the splits' train part, validating on val; returns what happened.
+
+    Args:
+        batch_size: the global batch (all replicas together); see ``strategy.global_batch_size``.
+        backup_dir: back up every epoch there and resume from it if a backup exists (a previous
+            invocation was killed); the backup is deleted when the fit completes.
+        log: where the resume notice goes.
+    """
+    k = keras_for(model)  # callbacks must come from the model's own Keras
+    progress = _Progress(variant, epochs, log)
+    # The backup restores first, so later callbacks (e.g. tfmot's UpdatePruningStep) see the restored state.
+    cbs = ([backup_callback(model, backup_dir)] if backup_dir is not None else []) + [progress.callback(k)] + list(callbacks)
     if log_dir is not None:
         cbs.append(k.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=0, write_graph=False, profile_batch=0))
-    has_val = len(splits.x_val) > 0
+    has_val = num_examples(splits.x_val) > 0
     if early_stopping is not None and has_val:
         cbs.append(k.callbacks.EarlyStopping(monitor=early_stopping.monitor, patience=early_stopping.patience, restore_best_weights=True))
+    strategy = getattr(model, "distribute_strategy", None) or tf().distribute.get_strategy()
+    policy = getattr(getattr(model, "dtype_policy", None), "name", None) or "float32"
+    info = dict(strategy=describe_strategy(strategy), replicas=strategy.num_replicas_in_sync, global_batch_size=batch_size, precision=policy)
+    if epochs == 0:
+        return Training(variant, 0, 0.0, 0.0, {}, **info)
     train_ds = make_dataset(splits.x_train, splits.y_train, batch_size, shuffle=True, seed=seed)
     val_ds = make_dataset(splits.x_val, splits.y_val, batch_size, shuffle=False, seed=seed) if has_val else None
-    if epochs == 0:
-        return Training(variant, 0, 0.0, 0.0, {})
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=cbs, verbose=verbose)
     seconds = time.perf_counter() - start
     epochs_run = len(history.epoch)
-    final = {key: float(values[-1]) for key, values in history.history.items()}
-    return Training(variant, epochs_run, round(seconds, 3), round(epochs_run * len(splits.x_train) / seconds, 1), final)
+    first = history.epoch[0] if history.epoch else (progress.first_epoch or epochs)
+    final = {key: float(values[-1]) for key, values in history.history.items() if len(values)}
+    speed = round(epochs_run * num_examples(splits.x_train) / seconds, 1) if epochs_run and seconds > 0 else 0.0
+    return Training(variant, epochs_run, round(seconds, 3), speed, final, initial_epoch=first, **info)

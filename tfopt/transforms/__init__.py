@@ -68,6 +68,10 @@ class Transform(abc.ABC):
     def describe(self) -> list[LayerDecision]:
         return list(self.decisions)
 
+    @classmethod
+    def check_previous(cls, previous: tuple[str, ...]) -> None:
+        """Raise ValueError when this technique cannot follow the steps ``previous`` (checked at load)."""
+
 
 def layer_selected(name: str, only: Optional[list[str]], skip: list[str]) -> tuple[bool, str]:
     """Match a layer name against glob patterns; returns (selected, reason if not)."""
@@ -99,11 +103,22 @@ def transform_class(name: str, kind: str) -> type[Transform]:
             f"Transform {name!r} cannot be applied to a Keras 3 model: tensorflow-model-optimization works "
             f"with Keras 2 (tf_keras) models only. Transforms available for Keras 3: {available}. Received: transform={name!r}"
         )
+    if name in KERAS3_TRANSFORMS:
+        raise TransformError(
+            f"Transform {name!r} applies to Keras 3 models only (e.g. model: {{name: bert}}). "
+            f"Transforms available for tf_keras models: {', '.join(TRANSFORMS)}. Received: transform={name!r}"
+        )
     return TRANSFORMS.get(name)  # raises the unknown-name error
 
 
+def any_transform(name: str) -> type[Transform]:
+    """A technique's class from either registry, for what does not depend on the model (its Config)."""
+    return TRANSFORMS.get(name) if name in TRANSFORMS or name not in KERAS3_TRANSFORMS else KERAS3_TRANSFORMS.get(name)
+
+
 def _register_builtins() -> None:
-    from tfopt.transforms import prune  # noqa: F401
+    from tfopt.transforms import cluster, prune, qat  # noqa: F401
+    from tfopt.transforms import cluster_keras3, prune_keras3, quantize_keras3  # noqa: F401  (Keras 3 backends)
 
 
 _register_builtins()

@@ -3,48 +3,82 @@
 Example::
 
     variants:
-      pruned_80: [{prune: {final_sparsity: 0.8, schedule: polynomial}}]
+      pruned_80: [{prune: {final_sparsity: 0.8, schedule: polynomial, skip: [conv1, classifier]}}]
+      pruned_2_4: [{prune: {sparsity_m_by_n: "2:4", layer_types: [Conv2D, Dense]}}]
 
 The polynomial schedule ramps from ``initial_sparsity`` to ``final_sparsity`` between
 ``begin_step`` and ``end_step``; by default it ends at two thirds of the fine-tune so the last
 third trains at the target sparsity, and masks are updated about 20 times along the ramp.
+
+``sparsity_m_by_n: "M:N"`` prunes structurally instead: at least M zeros in every N consecutive
+weights along the input-channel axis (the last axis of TFLite's weight layout), the pattern that
+hardware with structured-sparsity support accelerates (2:4). Custom layers are pruned when they
+implement ``tfmot.sparsity.keras.PrunableLayer``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tfopt._keras import keras, tfmot
-from tfopt.config import Strict
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
-from tfopt.transforms import TRANSFORMS, Transform, layer_selected
+from tfopt.transforms import TRANSFORMS, Transform
+from tfopt.transforms.common import LayerSelection, fresh_copy, has_weights_to_change, require_some_applied, require_tf_keras
 
 
-class PruneConfig(Strict):
-    final_sparsity: float = Field(ge=0, lt=1, description="fraction of weights set to zero, in [0, 1)")
+class PruneConfig(LayerSelection):
+    final_sparsity: Optional[float] = Field(None, ge=0, lt=1, description="fraction of weights set to zero, in [0, 1)")
     initial_sparsity: float = Field(0.0, ge=0, lt=1)
-    schedule: Literal["polynomial", "constant"] = "polynomial"
+    schedule: Optional[Literal["polynomial", "constant"]] = Field(None, description="default: polynomial (constant with sparsity_m_by_n)")
     begin_step: int = Field(0, ge=0)
     end_step: Optional[int] = Field(None, gt=0, description="default: 2/3 of the fine-tune steps")
     frequency: Optional[int] = Field(None, gt=0, description="steps between mask updates")
     power: float = Field(3.0, gt=0)
-    layers: Optional[list[str]] = Field(None, description="glob patterns of layers to prune (default: all prunable)")
-    skip: list[str] = Field(default_factory=list, description="glob patterns of layers to leave dense")
+    sparsity_m_by_n: Optional[str] = Field(None, description='structured sparsity "M:N": M zeros in every N weights, e.g. "2:4"')
+
+    @field_validator("sparsity_m_by_n")
+    @classmethod
+    def _m_by_n(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(v))
+        if not m or not 0 < int(m.group(1)) < int(m.group(2)):
+            raise ValueError('write it as "M:N" with 0 < M < N, e.g. "2:4"')
+        return f"{int(m.group(1))}:{int(m.group(2))}"
 
     @model_validator(mode="after")
     def _order(self) -> "PruneConfig":
+        if self.sparsity_m_by_n is not None:
+            if self.final_sparsity is not None:
+                raise ValueError(f"give final_sparsity or sparsity_m_by_n, not both ({self.sparsity_m_by_n} sets the sparsity)")
+            if self.schedule == "polynomial":
+                raise ValueError("sparsity_m_by_n applies its pattern at every mask update: use schedule: constant (or leave it out)")
+            return self
+        if self.final_sparsity is None:
+            raise ValueError("give final_sparsity (e.g. 0.8) or sparsity_m_by_n (e.g. \"2:4\")")
         if self.initial_sparsity > self.final_sparsity:
             raise ValueError("initial_sparsity must not exceed final_sparsity")
         if self.end_step is not None and self.end_step <= self.begin_step:
             raise ValueError("end_step must be after begin_step")
         return self
 
+    @property
+    def m_by_n(self) -> Optional[tuple[int, int]]:
+        if self.sparsity_m_by_n is None:
+            return None
+        m, n = self.sparsity_m_by_n.split(":")
+        return int(m), int(n)
 
-def _has_kernel(layer: Any) -> bool:
-    return any(w.name.split("/")[-1].split(":")[0] in ("kernel", "depthwise_kernel", "embeddings") for w in layer.weights)
+    @property
+    def target_sparsity(self) -> float:
+        """The fraction of zeros aimed for (M/N for structured sparsity)."""
+        if self.m_by_n is not None:
+            return self.m_by_n[0] / self.m_by_n[1]
+        return float(self.final_sparsity)
 
 
 @TRANSFORMS.register("prune")
@@ -53,6 +87,16 @@ class Prune(Transform):
 
     name = "prune"
     Config = PruneConfig
+
+    @classmethod
+    def check_previous(cls, previous: tuple[str, ...]) -> None:
+        if "qat" in previous:
+            raise ValueError("prune cannot follow qat: a QAT model keeps its fake-quantization wrappers until export. Fix: put qat last")
+        if "cluster" in previous:
+            raise ValueError(
+                "prune after cluster would break the clusters. Fix: put prune before cluster "
+                "(clustering then preserves the sparsity)"
+            )
 
     def schedule(self) -> Any:
         c, ctx = self.config, self.context
@@ -64,31 +108,39 @@ class Prune(Transform):
                 f"prune.begin_step={c.begin_step} is past the end of the fine-tune ({ctx.total_steps} steps): "
                 "nothing would be pruned. Fix: lower begin_step or raise finetune.epochs."
             )
-        if c.schedule == "constant":
-            return sparsity.ConstantSparsity(c.final_sparsity, begin_step=c.begin_step, end_step=end if c.end_step else -1, frequency=freq)
+        if (c.schedule or ("constant" if c.m_by_n else "polynomial")) == "constant":
+            return sparsity.ConstantSparsity(c.target_sparsity, begin_step=c.begin_step, end_step=end if c.end_step else -1, frequency=freq)
         return sparsity.PolynomialDecay(
             initial_sparsity=c.initial_sparsity, final_sparsity=c.final_sparsity,
             begin_step=c.begin_step, end_step=end, power=c.power, frequency=freq,
         )
 
     def apply(self, model: Any) -> Any:
+        require_tf_keras(model, self.name)
         k, sparsity = keras(), tfmot().sparsity.keras
+        self.config.check_types(self.name, model)
+        model = fresh_copy(model)
         schedule = self.schedule()
+        m_by_n = self.config.m_by_n
+        self.backend = f"tf_keras: tfmot {self.config.sparsity_m_by_n} structured pruning" if m_by_n else "tf_keras: tfmot magnitude pruning"
         self.decisions = []
 
         def wrap(layer: Any) -> Any:
             if not layer.weights or isinstance(layer, k.layers.InputLayer):
                 return layer
-            selected, reason = layer_selected(layer.name, self.config.layers, self.config.skip)
-            if selected and not _has_kernel(layer):
+            selected, reason = self.config.select(layer)
+            if selected and not has_weights_to_change(layer, sparsity.PrunableLayer):
                 selected, reason = False, f"no prunable kernel ({type(layer).__name__})"
+            if selected and m_by_n and not isinstance(layer, (k.layers.Conv2D, k.layers.Dense, sparsity.PrunableLayer)):
+                selected, reason = False, f"{self.config.sparsity_m_by_n} sparsity applies to Conv2D and Dense kernels ({type(layer).__name__})"
             if selected:
                 try:
-                    wrapped = sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
+                    wrapped = sparsity.prune_low_magnitude(layer, pruning_schedule=schedule, sparsity_m_by_n=m_by_n)
                 except (ValueError, TypeError) as e:
                     selected, reason = False, f"not supported by tfmot pruning ({type(layer).__name__}): {str(e).splitlines()[0][:120]}"
                 else:
-                    self.decisions.append(LayerDecision(layer.name, True))
+                    note = f"{self.config.sparsity_m_by_n} structured" if m_by_n else ""
+                    self.decisions.append(LayerDecision(layer.name, True, note))
                     return wrapped
             self.decisions.append(LayerDecision(layer.name, False, reason))
             return layer
@@ -97,11 +149,7 @@ class Prune(Transform):
             pruned = k.models.clone_model(model, clone_function=wrap)
         except ValueError as e:
             raise TransformError(f"Cannot prune model {model.name!r}: {str(e).splitlines()[0]}") from None
-        if not any(d.applied for d in self.decisions):
-            raise TransformError(
-                f"prune matched no layer of model {model.name!r} (layers with weights: "
-                f"{', '.join(d.layer for d in self.decisions) or 'none'}). Fix: check prune.layers / prune.skip."
-            )
+        require_some_applied("prune", model, self.decisions, "check prune.layers / prune.layer_types / prune.skip.")
         return pruned
 
     def callbacks(self) -> list:

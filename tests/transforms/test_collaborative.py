@@ -1,0 +1,57 @@
+"""Collaborative optimization: each later step keeps what the earlier ones achieved, read from int8 files.
+
+The scheme is chosen from the steps before (``Context.previous``): prune -> qat is PQAT,
+cluster -> qat is CQAT, prune -> cluster -> qat is PCQAT.
+"""
+
+from __future__ import annotations
+
+SPARSITY, CLUSTERS = 0.6, 8
+
+
+def test_pqat_keeps_the_sparsity_in_the_int8_file(trained_small_cnn, digits, tmp_path, run_chain, export_file) -> None:
+    steps, model = run_chain(trained_small_cnn, digits, [("prune", {"final_sparsity": SPARSITY}), ("qat", {})])
+    assert steps[1].backend == "tf_keras: tfmot PQAT (Default8BitPrunePreserveQuantizeScheme)"
+    layers, acc = export_file(model, digits, tmp_path / "pqat.tflite")
+    assert len(layers) == 4
+    for s in layers:
+        assert s.quantized and abs(s.sparsity - SPARSITY) <= 0.02, s
+    assert acc >= 0.93  # digits test split
+
+
+def test_plain_qat_after_prune_would_lose_the_sparsity(trained_small_cnn, digits, tmp_path, run_chain, export_file) -> None:
+    """The control for the test above: without the preserving scheme the zeros come back."""
+    from tfopt._keras import tfmot
+    from tfopt.train import compile_model
+
+    _, pruned = run_chain(trained_small_cnn, digits, [("prune", {"final_sparsity": SPARSITY})])
+    qat = tfmot().quantization.keras.quantize_model(pruned)
+    compile_model(qat, "adam", 5e-4)
+    qat.fit(digits.x_train, digits.y_train, epochs=2, batch_size=32, verbose=0)
+    layers, _ = export_file(qat, digits, tmp_path / "qat.tflite")
+    assert max(s.sparsity for s in layers) < SPARSITY - 0.2
+
+
+def test_cqat_keeps_the_clusters_in_the_int8_file(trained_small_cnn, digits, tmp_path, run_chain, export_file) -> None:
+    steps, model = run_chain(trained_small_cnn, digits, [("cluster", {"number_of_clusters": CLUSTERS}), ("qat", {})])
+    assert steps[1].backend == "tf_keras: tfmot CQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=False)"
+    layers, acc = export_file(model, digits, tmp_path / "cqat.tflite")
+    assert len(layers) == 4
+    for s in layers:  # int8 scales are per output channel for convolutions: count per channel
+        assert s.quantized and s.unique_per_channel <= CLUSTERS, s
+    assert acc >= 0.90
+
+
+def test_pcqat_keeps_sparsity_and_clusters_in_the_int8_file(trained_small_cnn, digits, tmp_path, run_chain, export_file) -> None:
+    steps, model = run_chain(
+        trained_small_cnn, digits,
+        [("prune", {"final_sparsity": SPARSITY}), ("cluster", {"number_of_clusters": CLUSTERS}), ("qat", {})],
+    )
+    assert steps[1].backend == "tf_keras: tfmot sparsity-preserving clustering (after prune)"
+    assert steps[2].backend == "tf_keras: tfmot PCQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=True)"
+    layers, acc = export_file(model, digits, tmp_path / "pcqat.tflite")
+    assert len(layers) == 4
+    for s in layers:
+        assert s.quantized and abs(s.sparsity - SPARSITY) <= 0.02, s
+        assert s.unique_per_channel <= CLUSTERS, s
+    assert acc >= 0.90

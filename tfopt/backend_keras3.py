@@ -1,0 +1,172 @@
+"""Keras 3 counterparts of the few model operations the pipeline performs on tf_keras models.
+
+keras-hub models are Keras 3 and nest their layers (an ``EinsumDense`` inside attention inside a
+transformer block), so tfmot's clone-and-wrap approach cannot reach them. The pipeline and the
+Keras 3 transforms use these helpers when ``tfopt._keras.keras_kind(model) == "keras3"``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from tfopt._keras import keras3
+from tfopt.errors import TransformError
+from tfopt.results import LayerStats
+
+
+def clone(model: Any) -> Any:
+    """A new model of the same class and config with the same weight values (no optimizer)."""
+    try:
+        copy = type(model).from_config(model.get_config())
+    except (ValueError, TypeError, NotImplementedError, KeyError) as e:
+        raise TransformError(
+            f"Cannot copy Keras 3 model {model.name!r} ({str(e).splitlines()[0][:200]}). "
+            "Fix: use a functional or keras-hub model whose get_config/from_config round-trips."
+        ) from None
+    values = [np.asarray(v.numpy()) for v in model.weights]
+    if len(copy.weights) != len(values) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(copy.weights, values)):
+        raise TransformError(f"Cannot copy Keras 3 model {model.name!r}: its copy has different weights. Fix: strip the model's transforms first.")
+    copy.set_weights(values)
+    return copy
+
+
+def saveable(model: Any) -> Any:
+    """The model to write as ``.keras``: an uncompiled copy, or the model itself if Keras quantized it.
+
+    A copy of a ``model.quantize``-d keras-hub model rebuilds its quantized layers from the
+    dtype policy map but then fails to save (Keras 3.15: "Invalid dtype: object"), while the
+    original saves and reloads; it holds no optimizer state (quantized variants are not fine-tuned).
+    """
+    if any(getattr(l, "quantization_mode", None) for l in sublayers(model)):
+        return model
+    return clone(model)
+
+
+def sublayers(model: Any) -> Iterator[Any]:
+    """Every layer inside ``model``, depth first (keras-hub nests them several levels deep)."""
+    seen: set[int] = set()
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            yield layer
+
+
+def matrix_layers(model: Any) -> Iterator[Any]:
+    """Layers that themselves hold a weight matrix (not containers such as a transformer block)."""
+    for layer in sublayers(model):
+        path = layer_path(layer)
+        if any(len(v.shape) >= 2 and v.path.rsplit("/", 1)[0] == path for v in layer.weights):
+            yield layer
+
+
+def layer_path(layer: Any) -> str:
+    """A layer's unique path, e.g. ``transformer_layer_0/self_attention_layer/query``."""
+    return getattr(layer, "path", None) or layer.name
+
+
+def matches(layer: Any, patterns: Optional[list[str]]) -> Optional[str]:
+    """The first glob pattern matching the layer's name or path."""
+    for p in patterns or []:
+        if fnmatch.fnmatchcase(layer.name, p) or fnmatch.fnmatchcase(layer_path(layer), p):
+            return p
+    return None
+
+
+def select(config: Any, layer: Any) -> tuple[bool, str]:
+    """``LayerSelection`` semantics (layers, layer_types, skip) on name or path of a nested layer."""
+    hit = matches(layer, config.skip)
+    if hit:
+        return False, f"skipped by pattern {hit!r}"
+    if config.layers is not None and not matches(layer, config.layers):
+        return False, "not matched by 'layers'"
+    if getattr(config, "layer_types", None) is not None and type(layer).__name__ not in config.layer_types:
+        return False, f"type {type(layer).__name__} not in 'layer_types'"
+    return True, ""
+
+
+def check_layer_types(step: str, config: Any, model: Any) -> None:
+    """Refuse ``layer_types`` entries that name no layer of the model (usually a typo)."""
+    wanted = getattr(config, "layer_types", None)
+    if wanted is None:
+        return
+    present = sorted({type(l).__name__ for l in sublayers(model)})
+    unknown = [t for t in wanted if t not in present]
+    if unknown:
+        raise TransformError(
+            f"{step}.layer_types: no layer of model {model.name!r} has type {', '.join(unknown)} "
+            f"(types present: {', '.join(present)}). Fix: use the class names as written there. Received: layer_types={wanted!r}"
+        )
+
+
+def weight_attribute(layer: Any) -> Optional[str]:
+    """The weight a technique may change: Dense/EinsumDense/Conv ``kernel``, Embedding ``embeddings``.
+
+    Only layers whose class exposes the weight as a property over a stored ``_kernel`` /
+    ``_embeddings`` variable are taken (Keras' Dense, EinsumDense, Embedding and subclasses such
+    as keras-hub's ReversibleEmbedding): their ``call`` reads the weight through that property,
+    which clustering relies on. Other layers holding matrices (keras-hub's PositionEmbedding) are
+    reported as skipped, as tfmot skips layers it does not know.
+    """
+    for attr in ("kernel", "embeddings"):
+        if isinstance(inspect.getattr_static(type(layer), attr, None), property) and getattr(layer, "_" + attr, None) is not None:
+            if getattr(layer, "quantization_mode", None) is None:
+                return attr
+    return None
+
+
+def stored_variable(layer: Any, attr: str) -> Any:
+    """The variable behind ``layer.kernel`` / ``layer.embeddings`` (Keras 3 keeps it as ``_kernel``...)."""
+    return getattr(layer, "_" + attr)
+
+
+def weight_stats(model: Any) -> list[LayerStats]:
+    """Per-matrix stats of a Keras 3 model: kernels and embedding tables, named by variable path.
+
+    Dense kernels are laid out as TFLite stores them (output channels first), like
+    ``tfopt.evaluate.weights.keras_weight_stats`` does for tf_keras models.
+    """
+    from tfopt.evaluate.weights import _stats
+
+    out = []
+    for v in model.weights:
+        short = v.path.split("/")[-1]
+        if short not in ("kernel", "embeddings", "depthwise_kernel") or len(v.shape) < 2:
+            continue
+        values, axis = np.asarray(v.numpy()), None
+        if short == "kernel" and values.ndim == 2:
+            values, axis = values.T, 0
+        layer = v.path.rsplit("/", 1)[0]
+        quantized = not np.issubdtype(values.dtype, np.floating)
+        out.append(_stats(v.path, values, str(values.dtype).upper(), channel_axis=axis, m_by_n=axis is not None,
+                          quantized=quantized, quantization=str(values.dtype) if quantized else "none", layer=layer))
+    return out
+
+
+def input_signature(model: Any, sample: Any) -> list:
+    """TensorSpecs for ``model.export``: batch left open, other unknown sizes taken from ``sample``.
+
+    A fixed sequence length gives the converter static shapes (XNNPACK runs them faster, and
+    int8 calibration needs them).
+    """
+    from tfopt._keras import tf
+
+    t = tf()
+    specs = {}
+    for inp in model.inputs:
+        name = inp.name.split(":")[0]
+        shape = list(inp.shape)
+        if isinstance(sample, dict) and name in sample:
+            known = np.asarray(sample[name]).shape
+        elif not isinstance(sample, dict) and sample is not None:
+            known = np.asarray(sample).shape
+        else:
+            known = [None] * len(shape)
+        shape = [None] + [s if s is not None else (known[i] if i < len(known) else None) for i, s in enumerate(shape) if i > 0]
+        specs[name] = t.TensorSpec(shape, t.as_dtype(inp.dtype), name=name)
+    if len(specs) == 1 and not isinstance(sample, dict):
+        return [next(iter(specs.values()))]
+    return [specs]
