@@ -115,17 +115,10 @@ def _clone(model: Any) -> Any:
 
     if keras_kind(model) == "keras3":  # keras-hub models: from_config + weights
         return backend_keras3.clone(model)
-    k = keras()
-    try:
-        with clone_scope(model):
-            copy = k.models.clone_model(model)
-    except (ValueError, TypeError, NotImplementedError) as e:
-        raise TransformError(
-            f"Cannot copy model {model.name!r} to build variants ({str(e).splitlines()[0]}); "
-            "subclassed models are not supported. Fix: use a Sequential or functional model."
-        ) from None
-    copy.set_weights(model.get_weights())
-    return copy
+    from tfopt.transforms.common import fresh_copy
+
+    with clone_scope(model):
+        return fresh_copy(model)
 
 
 def run(cfg: PipelineConfig, root: str | Path = ".", log: Callable[[str], None] = print, force: bool = False) -> Optional[Run]:
