@@ -13,7 +13,6 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from tfopt._keras import keras3
 from tfopt.errors import TransformError
 from tfopt.results import LayerStats
 

@@ -310,6 +310,14 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
         elif isinstance(n, yaml.SequenceNode):
             for i, v in enumerate(n.value):
                 walk(v, path + (i,))
+        elif n.tag == "tag:yaml.org,2002:float" and n.value.lower().lstrip("+-") in (".nan", ".inf"):
+            # .nan/.inf mean nothing in a pipeline, and free-form mappings (model.params) would pass
+            # them on to a model builder that fails deep inside TensorFlow.
+            value = float("nan") if "nan" in n.value.lower() else float(n.value.lower().replace(".inf", "inf"))
+            raise ConfigError(
+                f"{source}:{n.start_mark.line + 1}: {'.'.join(map(str, path)) or '(top level)'}: not a finite number. Fix: use a finite number. "
+                f"Received: {path[-1] if path else 'value'}={value!r}"
+            )
 
     if node is not None:
         walk(node, ())

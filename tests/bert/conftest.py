@@ -5,6 +5,7 @@ no accuracy is claimed for them)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 
 from tfopt import cli, config, pipeline
 from tfopt.results import NotExported, load_run

@@ -5,7 +5,6 @@ No assertion here depends on how fast the machine is: speed comparisons live in 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path

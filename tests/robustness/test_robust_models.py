@@ -14,7 +14,7 @@ from tfopt._keras import keras
 from tfopt.config import ModelConfig
 from tfopt.errors import DataError, ModelError, TransformError
 
-from conftest import assert_one_line_error, files_under, run_cli
+from robust_helpers import assert_one_line_error, files_under, run_cli
 
 k = keras()
 
@@ -131,13 +131,18 @@ def test_prune_layers_matching_nothing_names_the_layers() -> None:
     assert "prune matched no layer" in msg and "hidden" in msg and "classifier" in msg and "Fix: check prune.layers" in msg
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tfopt/transforms/prune.py (tfmot engineer's area, being reworked): a selected custom layer with a kernel that "
-    "tfmot cannot wrap is recorded as skipped instead of failing with its name and the 'skip' option"
-))
 def test_prune_of_a_custom_layer_names_it_and_suggests_skip() -> None:
-    with pytest.raises(TransformError, match=r"scaled.*ScaledDense.*skip"):
+    with pytest.raises(TransformError, match=r"prune cannot handle layer 'scaled' \(ScaledDense\).*Fix: leave it as it is with prune: \{skip: \[scaled\]\}"):
         _prune_step().apply(_model(custom=True))
+
+
+def test_cluster_of_a_custom_layer_names_it_and_suggests_skip() -> None:
+    from tfopt.transforms import Context, transform_class
+
+    cls = transform_class("cluster", "tf_keras")
+    step = cls(cls.Config.model_validate({"number_of_clusters": 4}), Context(steps_per_epoch=4, finetune_epochs=1))
+    with pytest.raises(TransformError, match=r"cluster cannot handle layer 'scaled' \(ScaledDense\).*cluster: \{skip: \[scaled\]\}"):
+        step.apply(_model(custom=True))
 
 
 def test_prune_skips_an_unsupported_custom_layer_when_told(tmp_path) -> None:

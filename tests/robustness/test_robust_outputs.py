@@ -18,7 +18,7 @@ import pytest
 from tfopt import io
 from tfopt.errors import TfoptError
 
-from conftest import TINY, assert_one_line_error, files_under, run_cli, snapshot
+from robust_helpers import TINY, assert_one_line_error, run_cli, snapshot
 
 
 def _enospc(*args, **kwargs):

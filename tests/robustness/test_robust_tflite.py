@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, files_under, run_cli
+from robust_helpers import assert_one_line_error, files_under, run_cli
 
 
 @pytest.fixture(scope="module")

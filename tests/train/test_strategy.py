@@ -25,11 +25,17 @@ def test_mirrored_over_two_logical_cpus_has_two_replicas() -> None:
     assert lines == ["[tfopt] strategy: MirroredStrategy over /cpu:0, /cpu:1 (2 replicas)"]
 
 
-def test_auto_without_gpus_chooses_one_device_and_says_so() -> None:
+def test_auto_without_gpus_chooses_the_default_strategy_and_says_so() -> None:
     strategy, lines = _resolve(strategy="auto")
-    assert describe_strategy(strategy) == "OneDeviceStrategy" and strategy.num_replicas_in_sync == 1
-    assert lines == ["[tfopt] strategy: auto chose (no GPU visible) OneDeviceStrategy on /cpu:0"]
+    assert describe_strategy(strategy) == "default" and strategy.num_replicas_in_sync == 1
+    assert lines == ["[tfopt] strategy: auto chose (no GPU visible) the default strategy on /cpu:0"]
     assert TrainConfig().strategy == "auto"
+
+
+def test_auto_with_a_device_set_places_on_it() -> None:
+    strategy, lines = _resolve(strategy="auto", device="/cpu:1")
+    assert describe_strategy(strategy) == "OneDeviceStrategy" and strategy.extended.worker_devices[0].endswith("CPU:1")
+    assert lines == ["[tfopt] strategy: auto chose (a device is set) OneDeviceStrategy on /cpu:1"]
 
 
 def test_one_device_on_the_second_logical_cpu() -> None:

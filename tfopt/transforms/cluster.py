@@ -25,7 +25,9 @@ from tfopt._keras import keras, tfmot
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
 from tfopt.transforms import TRANSFORMS, Transform
-from tfopt.transforms.common import LayerSelection, fresh_copy, has_weights_to_change, require_some_applied, require_tf_keras
+from tfopt.transforms.common import (
+    LayerSelection, clone_wrapping, fresh_copy, has_weights_to_change, require_some_applied, require_tf_keras, unsupported_layer,
+)
 
 INITS = {
     "kmeans_plus_plus": "KMEANS_PLUS_PLUS",
@@ -62,7 +64,7 @@ class Cluster(Transform):
 
     def apply(self, model: Any) -> Any:
         require_tf_keras(model, self.name)
-        k, clustering = keras(), tfmot().clustering.keras
+        clustering = tfmot().clustering.keras
         c = self.config
         c.check_types(self.name, model)
         model = fresh_copy(model)
@@ -79,8 +81,6 @@ class Cluster(Transform):
         self.decisions = []
 
         def wrap(layer: Any) -> Any:
-            if not layer.weights or isinstance(layer, k.layers.InputLayer):
-                return layer
             selected, reason = c.select(layer)
             if selected and not has_weights_to_change(layer, clustering.ClusterableLayer):
                 selected, reason = False, f"no kernel to cluster ({type(layer).__name__})"
@@ -93,23 +93,19 @@ class Cluster(Transform):
                         preserve_sparsity=preserve, cluster_per_channel=c.per_channel,
                     )
                 except (ValueError, TypeError) as e:
-                    selected, reason = False, f"not supported by tfmot clustering ({type(layer).__name__}): {str(e).splitlines()[0][:120]}"
-                else:
-                    if wrapped is layer:  # tfmot leaves a Conv2D with too few weights as it is
-                        unit = "per channel" if c.per_channel else "in its kernel"
-                        selected, reason = False, f"too few weights {unit} for {c.number_of_clusters} clusters"
-                    else:
-                        self.decisions.append(LayerDecision(layer.name, True, self._note(layer)))
-                        return wrapped
+                    raise unsupported_layer(self.name, layer, f"tfmot clustering does not support it ({str(e).splitlines()[0][:160]})",
+                                            "tfmot.clustering.keras.ClusterableLayer") from None
+                if wrapped is not layer:
+                    self.decisions.append(LayerDecision(layer.name, True, self._note(layer)))
+                    return wrapped
+                unit = "per channel" if c.per_channel else "in its kernel"  # tfmot leaves a Conv2D with too few weights as it is
+                reason = f"too few weights {unit} for {c.number_of_clusters} clusters"
             if preserve and "prune" in self.context.previous:
                 reason += "; fine-tuned unmasked, so its zeros are not kept"
             self.decisions.append(LayerDecision(layer.name, False, reason))
             return layer
 
-        try:
-            clustered = k.models.clone_model(model, clone_function=wrap)
-        except ValueError as e:
-            raise TransformError(f"Cannot cluster model {model.name!r}: {str(e).splitlines()[0]}") from None
+        clustered = clone_wrapping(model, self.name, wrap)
         require_some_applied("cluster", model, self.decisions, "check cluster.layers / cluster.layer_types / cluster.skip.")
         return clustered
 

@@ -9,7 +9,7 @@ Every technique picks its layers the same way, so a variant reads the same whate
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from pydantic import Field
 
@@ -90,3 +90,35 @@ def require_some_applied(step: str, model: Any, decisions: Iterable[Any], hint: 
     if not any(d.applied for d in decisions):
         why = "; ".join(f"{d.layer}: {d.reason}" for d in decisions) or "no layer with weights"
         raise TransformError(f"{step} matched no layer of model {model.name!r} ({why}). Fix: {hint}")
+
+
+def unsupported_layer(step: str, layer: Any, why: str, interface: str) -> TransformError:
+    """The error for a selected layer the technique cannot handle: its name, and how to go on."""
+    cls = type(layer).__name__
+    return TransformError(
+        f"{step} cannot handle layer {layer.name!r} ({cls}): {why}. Fix: leave it as it is with {step}: {{skip: [{layer.name}]}}, "
+        f"or implement tfmot's {interface} on {cls}. Received: layer={layer.name!r}"
+    )
+
+
+def clone_wrapping(model: Any, step: str, wrap: Callable[[Any], Any], weighted_only: bool = True) -> Any:
+    """Clone ``model`` with ``wrap(layer)`` in place of each layer (each one with weights, by default).
+
+    Every tfmot technique rebuilds the model this way (tfmot's own ``*_apply`` helpers accept only
+    whole Sequential/functional models and offer no per-layer reasons), so the decisions made in
+    ``wrap`` are what the report shows per layer. QAT passes ``weighted_only=False``: it quantizes
+    the activations of weightless layers (Add, pooling) too.
+    """
+    from tfopt._keras import keras
+
+    k = keras()
+
+    def clone_function(layer: Any) -> Any:
+        if isinstance(layer, k.layers.InputLayer) or (weighted_only and not layer.weights):
+            return layer
+        return wrap(layer)
+
+    try:
+        return k.models.clone_model(model, clone_function=clone_function)
+    except ValueError as e:
+        raise TransformError(f"{step} cannot rebuild model {model.name!r}: {str(e).splitlines()[0][:300]}") from None

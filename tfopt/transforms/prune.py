@@ -27,7 +27,9 @@ from tfopt._keras import keras, tfmot
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
 from tfopt.transforms import TRANSFORMS, Transform
-from tfopt.transforms.common import LayerSelection, fresh_copy, has_weights_to_change, require_some_applied, require_tf_keras
+from tfopt.transforms.common import (
+    LayerSelection, clone_wrapping, fresh_copy, has_weights_to_change, require_some_applied, require_tf_keras, unsupported_layer,
+)
 
 
 class PruneConfig(LayerSelection):
@@ -126,29 +128,23 @@ class Prune(Transform):
         self.decisions = []
 
         def wrap(layer: Any) -> Any:
-            if not layer.weights or isinstance(layer, k.layers.InputLayer):
-                return layer
             selected, reason = self.config.select(layer)
             if selected and not has_weights_to_change(layer, sparsity.PrunableLayer):
                 selected, reason = False, f"no prunable kernel ({type(layer).__name__})"
             if selected and m_by_n and not isinstance(layer, (k.layers.Conv2D, k.layers.Dense, sparsity.PrunableLayer)):
                 selected, reason = False, f"{self.config.sparsity_m_by_n} sparsity applies to Conv2D and Dense kernels ({type(layer).__name__})"
-            if selected:
-                try:
-                    wrapped = sparsity.prune_low_magnitude(layer, pruning_schedule=schedule, sparsity_m_by_n=m_by_n)
-                except (ValueError, TypeError) as e:
-                    selected, reason = False, f"not supported by tfmot pruning ({type(layer).__name__}): {str(e).splitlines()[0][:120]}"
-                else:
-                    note = f"{self.config.sparsity_m_by_n} structured" if m_by_n else ""
-                    self.decisions.append(LayerDecision(layer.name, True, note))
-                    return wrapped
-            self.decisions.append(LayerDecision(layer.name, False, reason))
-            return layer
+            if not selected:
+                self.decisions.append(LayerDecision(layer.name, False, reason))
+                return layer
+            try:
+                wrapped = sparsity.prune_low_magnitude(layer, pruning_schedule=schedule, sparsity_m_by_n=m_by_n)
+            except (ValueError, TypeError) as e:  # a kernel tfmot does not know how to prune: say so, do not skip it silently
+                raise unsupported_layer(self.name, layer, f"tfmot pruning does not support it ({str(e).splitlines()[0][:160]})",
+                                        "tfmot.sparsity.keras.PrunableLayer") from None
+            self.decisions.append(LayerDecision(layer.name, True, f"{self.config.sparsity_m_by_n} structured" if m_by_n else ""))
+            return wrapped
 
-        try:
-            pruned = k.models.clone_model(model, clone_function=wrap)
-        except ValueError as e:
-            raise TransformError(f"Cannot prune model {model.name!r}: {str(e).splitlines()[0]}") from None
+        pruned = clone_wrapping(model, self.name, wrap)
         require_some_applied("prune", model, self.decisions, "check prune.layers / prune.layer_types / prune.skip.")
         return pruned
 

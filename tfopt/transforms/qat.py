@@ -21,11 +21,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tfopt._keras import keras, tfmot
+from tfopt._keras import tfmot
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
 from tfopt.transforms import TRANSFORMS, Transform
-from tfopt.transforms.common import LayerSelection, fresh_copy, require_some_applied, require_tf_keras
+from tfopt.transforms.common import LayerSelection, clone_wrapping, fresh_copy, require_some_applied, require_tf_keras
 
 _CLUSTER_PRESERVE = (
     "tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve."
@@ -113,7 +113,7 @@ class Qat(Transform):
 
     def apply(self, model: Any) -> Any:
         require_tf_keras(model, self.name)
-        k, q = keras(), tfmot().quantization.keras
+        q = tfmot().quantization.keras
         self.config.check_types(self.name, model)
         model = fresh_copy(model)
         label, scheme = quantize_scheme(self.context.previous)
@@ -121,18 +121,13 @@ class Qat(Transform):
         self.decisions = []
 
         def annotate(layer: Any) -> Any:
-            if isinstance(layer, k.layers.InputLayer):
-                return layer
             selected, reason = self.config.select(layer)
             if not selected and layer.weights and "prune" in self.context.previous:
                 reason += "; fine-tuned unmasked, so its zeros are not kept"
             self.decisions.append(LayerDecision(layer.name, selected, label.split(" ")[0] if selected else reason))
             return q.quantize_annotate_layer(layer) if selected else layer
 
-        try:
-            annotated = k.models.clone_model(model, clone_function=annotate)
-        except ValueError as e:
-            raise TransformError(f"Cannot annotate model {model.name!r} for QAT: {str(e).splitlines()[0]}") from None
+        annotated = clone_wrapping(model, self.name, annotate, weighted_only=False)
         require_some_applied("qat", model, self.decisions, "check qat.layers / qat.layer_types / qat.skip.")
         try:
             with quantize_scope():
