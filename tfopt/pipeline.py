@@ -9,6 +9,7 @@ This is the library function the CLI calls; a Python user calls it the same way:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import errno
 import json
@@ -18,6 +19,7 @@ import platform
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -35,6 +37,7 @@ from tfopt.evaluate.litert import TfliteRunner
 from tfopt.evaluate.sizes import gzip_bytes, path_bytes
 from tfopt.evaluate.weights import keras_weight_stats, overall_sparsity, tflite_weight_stats
 from tfopt.export import export_tflite
+from tfopt.export.keras3 import shared_saved_model
 from tfopt.io import atomic_path, atomic_write_bytes, atomic_write_text, check_writable, publish_dir
 from tfopt.results import DatasetInfo, NotExported, Result, Run, Stage, Training, TransformReport
 from tfopt.train import compile_model, fit, global_batch_size, is_chief, resolve_strategy
@@ -253,58 +256,69 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Callable[[str], None], ckpt: Ru
     failures: list[str] = []
     not_exported: list[NotExported] = []
     calibration = splits.x_train
-    for vname, model in keras_models.items():
-        with stage(f"export+evaluate {vname}"):
-            keras_path = out.models_dir / f"{vname}{model_file_suffix(model)}"  # .h5 for QAT models (see there)
-            with atomic_path(keras_path) as tmp:
-                if is_quantized(model):  # tfmot QAT: saved as is, without optimizer state (see save_qat_model)
-                    save_qat_model(model, tmp)
-                else:
-                    (_clone(model) if keras_kind(model) == "tf_keras" else backend_keras3.saveable(model)).save(tmp)  # uncompiled copy: no optimizer state
-            probs = model.predict(splits.x_test, batch_size=256, verbose=0)
-            keras_layers = keras_weight_stats(model)
-            results.append(
-                Result(
-                    variant=vname, format="keras", path=str(out.final(keras_path)),
-                    accuracy=_accuracy(probs, splits.y_test), size_bytes=path_bytes(keras_path),
-                    gzip_bytes=gzip_bytes(keras_path), sparsity=overall_sparsity(keras_layers),
-                    max_abs_diff=None, tolerance=None, latency_ms=None, layers=keras_layers,
-                )
-            )
-            for spec in cfg.export:
-                path = out.models_dir / f"{vname}_{spec.label}.tflite"
-                try:
-                    exported = export_tflite(model, spec, calibration)
-                except ExportError as e:  # e.g. a Keras 3 natively quantized model: reported, the run goes on
-                    not_exported.append(NotExported(vname, spec.label, str(e)))
-                    log(f"[tfopt]   {vname:>12} {spec.label:>8}: not exportable: {e}")
-                    continue
-                atomic_write_bytes(path, exported.data)
-                lite_probs = TfliteRunner(path, threads=cfg.evaluate.threads).predict(splits.x_test)
-                diff = float(np.max(np.abs(lite_probs - probs)))
-                layers = tflite_weight_stats(path)
-                latency = (
-                    measure_latency(path, splits.x_test, cfg.evaluate.latency_runs, cfg.evaluate.latency_warmup, cfg.evaluate.threads)
-                    if cfg.evaluate.latency_runs else None
-                )
-                result = Result(
-                    variant=vname, format=spec.label, path=str(out.final(path)), accuracy=_accuracy(lite_probs, splits.y_test),
-                    size_bytes=path_bytes(path), gzip_bytes=gzip_bytes(path), sparsity=overall_sparsity(layers),
-                    max_abs_diff=round(diff, 6), tolerance=spec.max_abs_diff, latency_ms=latency, layers=layers,
-                    details=exported.details,
-                )
-                results.append(result)
-                log(
-                    f"[tfopt]   {vname:>12} {spec.label:>8}: acc {result.accuracy:.4f}  "
-                    f"{result.size_bytes / 1024:8.1f} KiB  gzip {result.gzip_bytes / 1024:8.1f} KiB  "
-                    f"sparsity {result.sparsity:.3f}  max|diff| {diff:.2e}"
-                    + (f"  p50 {latency.p50:.3f} ms" if latency else "")
-                )
-                if diff > spec.max_abs_diff:
-                    failures.append(
-                        f"{vname}/{spec.label}: max |Keras - TFLite| = {diff:.4g} exceeds the tolerance {spec.max_abs_diff:g}. "
-                        f"Fix: inspect {path}, or raise the tolerance with export: [{{{spec.format}: {{tolerance: ...}}}}]."
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tfopt-gzip") as sizes_pool:
+        for vname, model in keras_models.items():
+            with stage(f"export+evaluate {vname}"):
+                keras_path = out.models_dir / f"{vname}{model_file_suffix(model)}"  # .h5 for QAT models (see there)
+                with atomic_path(keras_path) as tmp:
+                    if is_quantized(model):  # tfmot QAT: saved as is, without optimizer state (see save_qat_model)
+                        save_qat_model(model, tmp)
+                    else:
+                        (_clone(model) if keras_kind(model) == "tf_keras" else backend_keras3.saveable(model)).save(tmp)  # uncompiled copy: no optimizer state
+                probs = model.predict(splits.x_test, batch_size=256, verbose=0)
+                keras_layers = keras_weight_stats(model)
+                results.append(
+                    Result(
+                        variant=vname, format="keras", path=str(out.final(keras_path)),
+                        accuracy=_accuracy(probs, splits.y_test), size_bytes=path_bytes(keras_path),
+                        gzip_bytes=-1, sparsity=overall_sparsity(keras_layers),
+                        max_abs_diff=None, tolerance=None, latency_ms=None, layers=keras_layers,
                     )
+                )
+                # gzip -9 sizes are computed on a second thread (zlib releases the GIL) while the next
+                # format converts: about a second of the quickstart's wall time otherwise.
+                gzipped = {len(results) - 1: sizes_pool.submit(gzip_bytes, keras_path)}
+                format_lines: list[tuple[int, Callable[[Result], str]]] = []
+                with shared_saved_model(model):  # every format converts from one SavedModel
+                    for spec in cfg.export:
+                        path = out.models_dir / f"{vname}_{spec.label}.tflite"
+                        try:
+                            exported = export_tflite(model, spec, calibration)
+                        except ExportError as e:  # e.g. a Keras 3 natively quantized model: reported, the run goes on
+                            not_exported.append(NotExported(vname, spec.label, str(e)))
+                            log(f"[tfopt]   {vname:>12} {spec.label:>8}: not exportable: {e}")
+                            continue
+                        atomic_write_bytes(path, exported.data)
+                        lite_probs = TfliteRunner(path, threads=cfg.evaluate.threads).predict(splits.x_test)
+                        diff = float(np.max(np.abs(lite_probs - probs)))
+                        layers = tflite_weight_stats(path)
+                        latency = (
+                            measure_latency(path, splits.x_test, cfg.evaluate.latency_runs, cfg.evaluate.latency_warmup, cfg.evaluate.threads)
+                            if cfg.evaluate.latency_runs else None
+                        )
+                        result = Result(
+                            variant=vname, format=spec.label, path=str(out.final(path)), accuracy=_accuracy(lite_probs, splits.y_test),
+                            size_bytes=path_bytes(path), gzip_bytes=-1, sparsity=overall_sparsity(layers),
+                            max_abs_diff=round(diff, 6), tolerance=spec.max_abs_diff, latency_ms=latency, layers=layers,
+                            details=exported.details,
+                        )
+                        gzipped[len(results)] = sizes_pool.submit(gzip_bytes, path)
+                        results.append(result)
+                        format_lines.append((len(results) - 1, lambda r, diff=diff, latency=latency, label=spec.label: (
+                            f"[tfopt]   {vname:>12} {label:>8}: acc {r.accuracy:.4f}  "
+                            f"{r.size_bytes / 1024:8.1f} KiB  gzip {r.gzip_bytes / 1024:8.1f} KiB  "
+                            f"sparsity {r.sparsity:.3f}  max|diff| {diff:.2e}"
+                            + (f"  p50 {latency.p50:.3f} ms" if latency else "")
+                        )))
+                        if diff > spec.max_abs_diff:
+                            failures.append(
+                                f"{vname}/{spec.label}: max |Keras - TFLite| = {diff:.4g} exceeds the tolerance {spec.max_abs_diff:g}. "
+                                f"Fix: inspect {path}, or raise the tolerance with export: [{{{spec.format}: {{tolerance: ...}}}}]."
+                            )
+                for i, future in gzipped.items():  # the sizes, then the per-format lines that show them
+                    results[i] = dataclasses.replace(results[i], gzip_bytes=future.result())
+                for i, line in format_lines:
+                    log(line(results[i]))
 
     run_record = Run(
         pipeline=cfg.name,

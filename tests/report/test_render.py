@@ -67,7 +67,8 @@ def _synthetic_run(variant_names: dict[str, str] | None = None) -> Run:
                                     [LayerDecision("conv2d", True), LayerDecision("dense", True),
                                      LayerDecision("flatten", False, "no weights")])],
         training=[Training("baseline", 3, 12.5, 4000.0, {"loss": 0.2, "accuracy": 0.95}),
-                  Training(pruned, 2, 8.0, 3900.0, {"loss": 0.25, "accuracy": 0.94})],
+                  Training(pruned, 2, 8.0, 3900.0, {"loss": 0.25, "accuracy": 0.94}, strategy="MirroredStrategy", replicas=2,
+                           global_batch_size=64, precision="mixed_float16")],
         stages=[Stage("train", 12.5), Stage("export", 3.0)],
         versions={"python": "3.11", "tensorflow": "synthetic"},
         machine={"cpu": "synthetic", "cores": 2},
@@ -115,6 +116,17 @@ def test_markdown_table_arithmetic(run_json: Path) -> None:
     assert keras[8] == keras[9] == keras[11] == "–"
     for name in ("accuracy_vs_size.png", "latency.png", "sparsity.png"):
         assert f"]({name})" in md
+
+
+def test_training_table_says_what_each_training_ran_on(run_json: Path) -> None:
+    md = render(run_json)["markdown"].read_text(encoding="utf-8")
+    header = next(line for line in md.splitlines() if line.startswith("| variant | epochs"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "variant", "epochs", "seconds", "examples/s", "strategy", "replicas", "global batch", "precision", "final metrics"]
+    rows = {r[0]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()
+                               if line.startswith("| baseline |") or line.startswith("| pruned |")) if len(r) == 9}
+    assert rows["pruned"][3:8] == ["3,900", "MirroredStrategy", "2", "64", "mixed_float16"]
+    assert rows["baseline"][4:8] == ["–", "1", "–", "float32"]
 
 
 def test_delta_falls_back_to_keras_baseline(tmp_path: Path) -> None:

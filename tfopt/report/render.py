@@ -291,10 +291,13 @@ def _transforms(run: Run) -> list[Any]:
 def _training(run: Run) -> list[Any]:
     blocks: list[Any] = [_Heading(2, "Training")]
     if run.training:
+        # Throughput means little without what it ran on: strategy, replicas, global batch, precision.
         rows = [[t.variant, str(t.epochs_run), _fmt(t.seconds, ".1f"), _fmt(t.examples_per_second, ",.0f"),
+                 t.strategy or MISSING, str(t.replicas), str(t.global_batch_size) if t.global_batch_size else MISSING, t.precision,
                  ", ".join(f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in t.final.items()) or MISSING]
                 for t in run.training]
-        blocks.append(_Table(["variant", "epochs", "seconds", "examples/s", "final metrics"], rows, "lrrrl"))
+        blocks.append(_Table(["variant", "epochs", "seconds", "examples/s", "strategy", "replicas", "global batch", "precision",
+                              "final metrics"], rows, "lrrrlrrll"))
     else:
         blocks.append(_Para("No training recorded."))
     blocks.append(_Heading(2, "Stage timings"))
