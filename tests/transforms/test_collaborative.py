@@ -6,6 +6,12 @@ cluster -> qat is CQAT, prune -> cluster -> qat is PCQAT.
 
 from __future__ import annotations
 
+import numpy as np
+
+from tfopt.evaluate.litert import TfliteRunner
+from tfopt.train import compile_model
+from tfopt.transforms import TRANSFORMS, Context
+
 SPARSITY, CLUSTERS = 0.6, 8
 
 
@@ -55,3 +61,34 @@ def test_pcqat_keeps_sparsity_and_clusters_in_the_int8_file(trained_small_cnn, d
         assert s.quantized and abs(s.sparsity - SPARSITY) <= 0.02, s
         assert s.unique_per_channel <= CLUSTERS, s
     assert acc >= 0.90
+
+
+def test_cluster_preserving_qat_strips_to_an_equivalent_plain_qat_model(trained_small_cnn, digits, tmp_path, run_chain, export_file) -> None:
+    """strip() hands on the CQAT/PCQAT model rebuilt under the default 8-bit scheme: same Keras outputs,
+    same int8 file contents, none of the per-weight cluster variables (which made a full VGG16's int8
+    conversion need ~19 GB), and an .h5 that loads back (tfmot cannot load a CQAT/PCQAT file)."""
+    from tfopt._keras import keras
+    from tfopt.transforms.qat import quantize_scope, save_qat_model
+
+    steps, clustered = run_chain(trained_small_cnn, digits, [("prune", {"final_sparsity": SPARSITY}), ("cluster", {"number_of_clusters": CLUSTERS})], epochs=1)
+    cls = TRANSFORMS.get("qat")
+    qat = cls(cls.Config(), Context(steps_per_epoch=4, finetune_epochs=1, previous=("prune", "cluster")))
+    raw = qat.apply(clustered)
+    compile_model(raw, "adam", 5e-4)
+    raw.fit(digits.x_train[:128], digits.y_train[:128], epochs=1, batch_size=32, verbose=0)
+    twin = qat.strip(raw)
+    assert twin is not raw
+    assert not [w.name for w in twin.weights if "cluster_centroids" in w.name or "pulling_indices" in w.name or "ori_weights" in w.name]
+    assert [w.name for w in raw.weights if "pulling_indices" in w.name]  # the raw model had them
+    assert np.array_equal(twin.predict(digits.x_test, verbose=0), raw.predict(digits.x_test, verbose=0))
+
+    raw_layers, raw_acc = export_file(raw, digits, tmp_path / "raw.tflite")
+    twin_layers, twin_acc = export_file(twin, digits, tmp_path / "twin.tflite")
+    assert twin_acc == raw_acc
+    assert np.array_equal(TfliteRunner(tmp_path / "raw.tflite").predict(digits.x_test), TfliteRunner(tmp_path / "twin.tflite").predict(digits.x_test))
+    assert [(s.name, s.sparsity, s.unique_per_channel) for s in twin_layers] == [(s.name, s.sparsity, s.unique_per_channel) for s in raw_layers]
+
+    save_qat_model(twin, tmp_path / "pcqat.h5")
+    with quantize_scope():
+        back = keras().models.load_model(tmp_path / "pcqat.h5", compile=False)
+    assert np.array_equal(back.predict(digits.x_test, verbose=0), raw.predict(digits.x_test, verbose=0))
