@@ -7,6 +7,7 @@ own TF_CONFIG and its own output folder, so what each one wrote can be told apar
 from __future__ import annotations
 
 import json
+import re
 import os
 import socket
 import subprocess
@@ -77,3 +78,58 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path: Path) ->
 
     written_by_worker = [p for p in (tmp_path / "out1").rglob("*") if p.is_file()]
     assert written_by_worker == []
+
+
+RESUME = PIPELINE.replace("name: mw", "name: mwr").replace("epochs: 3, batch_size: 32", "epochs: 8, batch_size: 8")
+
+
+def _start_workers(yaml: Path, out: Path, logs: list[Path], cluster: dict) -> list[subprocess.Popen]:
+    procs = []
+    for index, log in enumerate(logs):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+                   CUDA_VISIBLE_DEVICES="")
+        with open(log, "w") as f:
+            procs.append(subprocess.Popen([sys.executable, "-m", "tfopt", "run", str(yaml), "--out", str(out)],
+                                          stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env))
+    return procs
+
+
+def test_two_killed_workers_resume_from_the_chiefs_last_epoch(tmp_path: Path) -> None:
+    """Both workers SIGKILLed after the chief's first epoch backup, then started again with the same
+    command: both restore the chief's backup (one --out, a folder both see) and go on from there."""
+    import time
+
+    yaml, out = tmp_path / "mwr.yaml", tmp_path / "out"
+    yaml.write_text(RESUME)
+    marker = out / "reports" / ".mwr.checkpoints" / "fits" / "baseline" / "chief" / "checkpoint"
+    cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
+    first = _start_workers(yaml, out, [tmp_path / "a0.log", tmp_path / "a1.log"], cluster)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not marker.exists():
+            assert all(p.poll() is None for p in first), "a worker ended before the first backup:\n" + (tmp_path / "a0.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, f"no {marker} after {TIMEOUT_S} s"
+            time.sleep(0.05)
+    finally:
+        for p in first:
+            p.kill()
+            p.wait(timeout=30)
+    assert not (out / "reports" / "mwr" / "run.json").exists()
+
+    cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
+    logs = [tmp_path / "b0.log", tmp_path / "b1.log"]
+    second = _start_workers(yaml, out, logs, cluster)
+    try:
+        codes = [p.wait(timeout=TIMEOUT_S) for p in second]
+    finally:
+        for p in second:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    texts = [log.read_text() for log in logs]
+    assert codes == [0, 0], "\n\n".join(t[-3000:] for t in texts)
+    for text in texts:
+        assert re.search(r"baseline: resumed from the checkpoint of epoch [1-7]; continuing at epoch \d/8", text), text[-3000:]
+    run = load_run(out / "reports" / "mwr" / "run.json")
+    assert [(t.variant, t.replicas) for t in run.training] == [("baseline", 2), ("pruned/prune", 2)]
+    assert not (out / "reports" / ".mwr.checkpoints").exists()
