@@ -19,7 +19,7 @@ import platform
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -277,8 +277,8 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Callable[[str], None], ckpt: Ru
                 )
                 # gzip -9 sizes are computed on a second thread (zlib releases the GIL) while the next
                 # format converts: about a second of the quickstart's wall time otherwise.
-                gzipped = {len(results) - 1: sizes_pool.submit(gzip_bytes, keras_path)}
-                format_lines: list[tuple[int, Callable[[Result], str]]] = []
+                # (index in results, its gzip size to come, max |Keras - TFLite| to log; None: the Keras row, not logged)
+                pending: list[tuple[int, Future, Optional[float]]] = [(len(results) - 1, sizes_pool.submit(gzip_bytes, keras_path), None)]
                 with shared_saved_model(model):  # every format converts from one SavedModel
                     for spec in cfg.export:
                         path = out.models_dir / f"{vname}_{spec.label}.tflite"
@@ -302,23 +302,17 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Callable[[str], None], ckpt: Ru
                             max_abs_diff=round(diff, 6), tolerance=spec.max_abs_diff, latency_ms=latency, layers=layers,
                             details=exported.details,
                         )
-                        gzipped[len(results)] = sizes_pool.submit(gzip_bytes, path)
+                        pending.append((len(results), sizes_pool.submit(gzip_bytes, path), diff))
                         results.append(result)
-                        format_lines.append((len(results) - 1, lambda r, diff=diff, latency=latency, label=spec.label: (
-                            f"[tfopt]   {vname:>12} {label:>8}: acc {r.accuracy:.4f}  "
-                            f"{r.size_bytes / 1024:8.1f} KiB  gzip {r.gzip_bytes / 1024:8.1f} KiB  "
-                            f"sparsity {r.sparsity:.3f}  max|diff| {diff:.2e}"
-                            + (f"  p50 {latency.p50:.3f} ms" if latency else "")
-                        )))
                         if diff > spec.max_abs_diff:
                             failures.append(
                                 f"{vname}/{spec.label}: max |Keras - TFLite| = {diff:.4g} exceeds the tolerance {spec.max_abs_diff:g}. "
                                 f"Fix: inspect {path}, or raise the tolerance with export: [{{{spec.format}: {{tolerance: ...}}}}]."
                             )
-                for i, future in gzipped.items():  # the sizes, then the per-format lines that show them
+                for i, future, diff in pending:
                     results[i] = dataclasses.replace(results[i], gzip_bytes=future.result())
-                for i, line in format_lines:
-                    log(line(results[i]))
+                    if diff is not None:
+                        log(_format_line(results[i], diff))
 
     run_record = Run(
         pipeline=cfg.name,
@@ -347,6 +341,16 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Callable[[str], None], ckpt: Ru
 def _training_fp(train: Any) -> dict:
     """What of ``train`` changes the trained weights (not where or how verbosely it runs)."""
     return train.model_dump(mode="json", include={"epochs", "optimizer", "learning_rate", "early_stopping", "precision"})
+
+
+def _format_line(r: Result, diff: float) -> str:
+    """One exported file's progress line (``diff`` unrounded: run.json keeps 6 decimals)."""
+    return (
+        f"[tfopt]   {r.variant:>12} {r.format:>8}: acc {r.accuracy:.4f}  "
+        f"{r.size_bytes / 1024:8.1f} KiB  gzip {r.gzip_bytes / 1024:8.1f} KiB  "
+        f"sparsity {r.sparsity:.3f}  max|diff| {diff:.2e}"
+        + (f"  p50 {r.latency_ms.p50:.3f} ms" if r.latency_ms else "")
+    )
 
 
 def _build_variant(vname, variant, baseline, splits, cfg, strategy, tb_dir, trainings, transform_reports,

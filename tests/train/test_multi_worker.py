@@ -40,26 +40,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_workers_train_together_and_only_the_chief_writes(tmp_path: Path) -> None:
-    (tmp_path / "mw.yaml").write_text(PIPELINE)
-    cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
-    procs, logs = [], []
+def _start_workers(yaml: Path, outs: list[Path], logs: list[Path], cluster: dict) -> list[subprocess.Popen]:
+    """``tfopt run`` as worker 0 and 1 of ``cluster``, each with its --out folder and its log file."""
+    procs = []
+    for index, (out, log) in enumerate(zip(outs, logs)):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+                   CUDA_VISIBLE_DEVICES="")
+        with open(log, "w") as f:  # files, not pipes: a full pipe would stall a worker
+            procs.append(subprocess.Popen([sys.executable, "-m", "tfopt", "run", str(yaml), "--out", str(out)],
+                                          stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env))
+    return procs
+
+
+def _wait(procs: list[subprocess.Popen]) -> list[int]:
+    """Exit codes of all workers; any still running after TIMEOUT_S is killed."""
     try:
-        for index in range(2):
-            env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-                       CUDA_VISIBLE_DEVICES="")
-            logs.append(tmp_path / f"worker{index}.log")
-            with open(logs[-1], "w") as f:  # files, not pipes: a full pipe would stall a worker
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "tfopt", "run", str(tmp_path / "mw.yaml"), "--out", str(tmp_path / f"out{index}")],
-                    stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
-                ))
-        codes = [p.wait(timeout=TIMEOUT_S) for p in procs]
+        return [p.wait(timeout=TIMEOUT_S) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_two_workers_train_together_and_only_the_chief_writes(tmp_path: Path) -> None:
+    (tmp_path / "mw.yaml").write_text(PIPELINE)
+    cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
+    logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
+    codes = _wait(_start_workers(tmp_path / "mw.yaml", [tmp_path / "out0", tmp_path / "out1"], logs, cluster))
     texts = [log.read_text() for log in logs]
     assert codes == [0, 0], "\n\n".join(t[-3000:] for t in texts)
 
@@ -83,17 +91,6 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path: Path) ->
 RESUME = PIPELINE.replace("name: mw", "name: mwr").replace("epochs: 3, batch_size: 32", "epochs: 8, batch_size: 8")
 
 
-def _start_workers(yaml: Path, out: Path, logs: list[Path], cluster: dict) -> list[subprocess.Popen]:
-    procs = []
-    for index, log in enumerate(logs):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-                   CUDA_VISIBLE_DEVICES="")
-        with open(log, "w") as f:
-            procs.append(subprocess.Popen([sys.executable, "-m", "tfopt", "run", str(yaml), "--out", str(out)],
-                                          stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env))
-    return procs
-
-
 def test_two_killed_workers_resume_from_the_chiefs_last_epoch(tmp_path: Path) -> None:
     """Both workers SIGKILLed after the chief's first epoch backup, then started again with the same
     command: both restore the chief's backup (one --out, a folder both see) and go on from there."""
@@ -103,7 +100,7 @@ def test_two_killed_workers_resume_from_the_chiefs_last_epoch(tmp_path: Path) ->
     yaml.write_text(RESUME)
     marker = out / "reports" / ".mwr.checkpoints" / "fits" / "baseline" / "chief" / "checkpoint"
     cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
-    first = _start_workers(yaml, out, [tmp_path / "a0.log", tmp_path / "a1.log"], cluster)
+    first = _start_workers(yaml, [out, out], [tmp_path / "a0.log", tmp_path / "a1.log"], cluster)
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while not marker.exists():
@@ -118,14 +115,7 @@ def test_two_killed_workers_resume_from_the_chiefs_last_epoch(tmp_path: Path) ->
 
     cluster = {"worker": [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]}
     logs = [tmp_path / "b0.log", tmp_path / "b1.log"]
-    second = _start_workers(yaml, out, logs, cluster)
-    try:
-        codes = [p.wait(timeout=TIMEOUT_S) for p in second]
-    finally:
-        for p in second:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    codes = _wait(_start_workers(yaml, [out, out], logs, cluster))
     texts = [log.read_text() for log in logs]
     assert codes == [0, 0], "\n\n".join(t[-3000:] for t in texts)
     for text in texts:

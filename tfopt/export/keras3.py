@@ -19,7 +19,8 @@ from tfopt.backend_keras3 import input_signature
 from tfopt.errors import ExportError
 
 
-# id(model) -> (model, SavedModel folder or None until the first conversion), while shared_saved_model is active.
+# id(model) -> [model (kept so the id stays its own), SavedModel folder or None until the first conversion],
+# while shared_saved_model is active.
 _SHARED: dict[int, list] = {}
 
 
@@ -64,24 +65,20 @@ def saved_model_converter(model: Any, sample: Any) -> Iterator[Any]:
     Raises:
         ExportError: Keras could not trace the model to a SavedModel.
     """
-    shared = _SHARED.get(id(model))
-    if shared is not None and shared[0] is model:
-        if shared[1] is None:
-            folder = tempfile.mkdtemp(prefix="tfopt_savedmodel_")
-            try:
-                _write_saved_model(model, sample, folder)
-            except BaseException:
-                shutil.rmtree(folder, ignore_errors=True)
-                raise
-            shared[1] = folder
-        yield tf().lite.TFLiteConverter.from_saved_model(shared[1])
+    if id(model) not in _SHARED:  # a SavedModel for this conversion alone
+        with shared_saved_model(model), saved_model_converter(model, sample) as conv:
+            yield conv
         return
-    folder = tempfile.mkdtemp(prefix="tfopt_savedmodel_")
-    try:
-        _write_saved_model(model, sample, folder)
-        yield tf().lite.TFLiteConverter.from_saved_model(folder)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    entry = _SHARED[id(model)]
+    if entry[1] is None:
+        folder = tempfile.mkdtemp(prefix="tfopt_savedmodel_")
+        try:
+            _write_saved_model(model, sample, folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        entry[1] = folder
+    yield tf().lite.TFLiteConverter.from_saved_model(entry[1])
 
 
 @contextlib.contextmanager
