@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from _common import footer, header, table
+from common import footer, header, table
 
 
 def _rounds(calls: dict[str, Callable[[], object]], runs: int, rounds: int = 10) -> dict[str, np.ndarray]:
@@ -26,7 +26,7 @@ def _rounds(calls: dict[str, Callable[[], object]], runs: int, rounds: int = 10)
             fn()
     out: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             fn = calls[name]
             for _ in range(runs // rounds):
                 t0 = time.perf_counter_ns()
@@ -53,8 +53,13 @@ def main() -> None:
     digits = load(DataConfig(name="digits"), seed=0)
     model = small_cnn(digits.input_shape, 10)
     x1 = digits.x_test[:1]
-    graph = t.function(lambda x: model(x, training=False), input_signature=[t.TensorSpec((1,) + digits.input_shape, t.float32)])
-    lite = {fmt: prepare_interpreter(convert(model, ExportSpec(format=fmt), digits.x_train), x1, args.threads) for fmt in ("float32", "int8")}
+    graph = t.function(
+        lambda x: model(x, training=False), input_signature=[t.TensorSpec((1,) + digits.input_shape, t.float32)]
+    )
+    lite = {
+        fmt: prepare_interpreter(convert(model, ExportSpec(format=fmt), digits.x_train), x1, args.threads)
+        for fmt in ("float32", "int8")
+    }
     f32 = lite["float32"]
     i_idx, o_idx = f32.get_input_details()[0]["index"], f32.get_output_details()[0]["index"]
 
@@ -73,9 +78,15 @@ def main() -> None:
     }
     times = _rounds(calls, args.runs)
     ref = float(np.percentile(times["LiteRT float32 invoke()"], 50))
-    rows = [[n, f"{np.percentile(v, 50):.4f}", f"{np.percentile(v, 90):.4f}", f"{np.percentile(v, 50) / ref:.1f}x"] for n, v in times.items()]
-    print(f"quickstart small_cnn (8x8x1), batch 1; p50 of {args.runs} calls each in 10 rotating rounds; LiteRT threads: {args.threads}, "
-          "TensorFlow with its default thread pools")
+    rows = [
+        [n, f"{np.percentile(v, 50):.4f}", f"{np.percentile(v, 90):.4f}", f"{np.percentile(v, 50) / ref:.1f}x"]
+        for n, v in times.items()
+    ]
+    print(
+        f"quickstart small_cnn (8x8x1), batch 1; p50 of {args.runs} calls each in 10 rotating rounds; "
+        f"LiteRT threads: {args.threads}, "
+        "TensorFlow with its default thread pools"
+    )
     table(["how", "p50 (ms)", "p90 (ms)", "p50 vs LiteRT float32"], rows)
     footer(start)
 

@@ -43,11 +43,20 @@ model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["
 model.fit(x_train, y_train, batch_size=32, epochs=25, validation_data=(x_val, y_val), verbose=2)
 
 steps = int(np.ceil(len(x_train) / 32)) * 10
-schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=2 * steps // 3, frequency=max(1, 2 * steps // 3 // 20))
+schedule = tfmot.sparsity.keras.PolynomialDecay(
+    0.0, 0.8, begin_step=0, end_step=2 * steps // 3, frequency=max(1, 2 * steps // 3 // 20)
+)
 pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
 pruned.compile(keras.optimizers.Adam(5e-4), "sparse_categorical_crossentropy", ["accuracy"])
-pruned.fit(x_train, y_train, batch_size=32, epochs=10, validation_data=(x_val, y_val), verbose=2,
-           callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+pruned.fit(
+    x_train,
+    y_train,
+    batch_size=32,
+    epochs=10,
+    validation_data=(x_val, y_val),
+    verbose=2,
+    callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+)
 pruned = tfmot.sparsity.keras.strip_pruning(pruned)
 
 

@@ -14,15 +14,17 @@ import argparse
 
 import numpy as np
 
-from _common import footer, header, table
+from common import footer, header, table
 
 
 def _files(model, calibration: np.ndarray) -> dict[str, bytes]:
     from tfopt.config import ExportSpec
     from tfopt.export import convert
 
-    return {fmt: convert(model, ExportSpec(format=fmt, calibration_samples=len(calibration)), calibration)
-            for fmt in ("float32", "dynamic", "int8")}
+    return {
+        fmt: convert(model, ExportSpec(format=fmt, calibration_samples=len(calibration)), calibration)
+        for fmt in ("float32", "dynamic", "int8")
+    }
 
 
 def _measure(name: str, files: dict[str, bytes], sample: np.ndarray, runs: int, threads: int) -> list[list[str]]:
@@ -33,8 +35,17 @@ def _measure(name: str, files: dict[str, bytes], sample: np.ndarray, runs: int, 
         a = prepare_interpreter(files[fmt], sample, threads)
         b = prepare_interpreter(files["float32"], sample, threads)
         lat, ref = measure_pair(a, b, runs=runs, warmup=20, threads=threads, rounds=10)
-        rows.append([name, fmt, f"{len(files[fmt]) / 1024:,.0f}", f"{len(files['float32']) / 1024:,.0f}",
-                     f"{lat.p50:.4f}", f"{ref.p50:.4f}", f"{ref.p50 / lat.p50:.2f}x"])
+        rows.append(
+            [
+                name,
+                fmt,
+                f"{len(files[fmt]) / 1024:,.0f}",
+                f"{len(files['float32']) / 1024:,.0f}",
+                f"{lat.p50:.4f}",
+                f"{ref.p50:.4f}",
+                f"{ref.p50 / lat.p50:.2f}x",
+            ]
+        )
     return rows
 
 
@@ -53,16 +64,27 @@ def main() -> None:
     k = keras()
     k.utils.set_random_seed(0)
     digits = load(DataConfig(name="digits"), seed=0)
-    rows = _measure("quickstart small_cnn (8x8x1)", _files(small_cnn(digits.input_shape, 10), digits.x_train[:200]),
-                    digits.x_test, args.runs, args.threads)
+    rows = _measure(
+        "quickstart small_cnn (8x8x1)",
+        _files(small_cnn(digits.input_shape, 10), digits.x_train[:200]),
+        digits.x_test,
+        args.runs,
+        args.threads,
+    )
     if not args.skip_vgg:
         vgg = k.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=10)
         rng = np.random.default_rng(0)
         calib = rng.random((32, 32, 32, 3), dtype=np.float32)
         rows += _measure("VGG16 (32x32x3, untrained)", _files(vgg, calib), calib, max(30, args.runs // 5), args.threads)
-    print(f"threads: {args.threads}; batch 1; p50 of {args.runs} (VGG16: {max(30, args.runs // 5)}) invocations per file after 20 warm-up, "
-          "each quantized file alternating with its float32 twin in 10 rounds")
-    table(["model", "format", "size (KiB)", "float32 size (KiB)", "p50 (ms)", "float32 p50 (ms)", "speed-up vs float32"], rows)
+    print(
+        f"threads: {args.threads}; batch 1; p50 of {args.runs} (VGG16: {max(30, args.runs // 5)}) "
+        "invocations per file after 20 warm-up, "
+        "each quantized file alternating with its float32 twin in 10 rounds"
+    )
+    table(
+        ["model", "format", "size (KiB)", "float32 size (KiB)", "p50 (ms)", "float32 p50 (ms)", "speed-up vs float32"],
+        rows,
+    )
     footer(start)
 
 

@@ -14,7 +14,7 @@ import argparse
 import gzip
 import math
 
-from _common import footer, header, table
+from common import footer, header, table
 
 
 def _pruned(model, digits, sparsity: float, epochs: int):
@@ -57,8 +57,10 @@ def main() -> None:
     x = L.Dense(1024, activation="relu", name="fc1")(x)
     x = L.Dense(1024, activation="relu", name="fc2")(x)
     mlp = k.Model(inp, L.Dense(10, activation="softmax", name="classifier")(x), name="mlp")
-    models = [("quickstart small_cnn, 80% pruned", _pruned(small_cnn(digits.input_shape, 10), digits, 0.8, 10)),
-              ("MLP 2x1024, 90% pruned", _pruned(mlp, digits, 0.9, 5))]
+    models = [
+        ("quickstart small_cnn, 80% pruned", _pruned(small_cnn(digits.input_shape, 10), digits, 0.8, 10)),
+        ("MLP 2x1024, 90% pruned", _pruned(mlp, digits, 0.9, 5)),
+    ]
     rows = []
     for name, model in models:
         dense = convert(model, ExportSpec(format="float32"), digits.x_train)
@@ -74,13 +76,43 @@ def main() -> None:
         a = prepare_interpreter(sparse, digits.x_test, args.threads)
         b = prepare_interpreter(dense, digits.x_test, args.threads)
         lat_s, lat_d = measure_pair(a, b, runs=args.runs, warmup=20, threads=args.threads, rounds=10)
-        rows.append([name, f"{sp:.2f}", f"{acc:.3f}", f"{same:.1e}",
-                     f"{len(dense) / 1024:,.0f}", f"{len(sparse) / 1024:,.0f}", f"{len(dense) / len(sparse):.2f}x",
-                     f"{len(gzip.compress(dense, 9)) / 1024:,.0f}", f"{len(gzip.compress(sparse, 9)) / 1024:,.0f}",
-                     f"{lat_d.p50:.4f}", f"{lat_s.p50:.4f}", f"{lat_d.p50 / lat_s.p50:.2f}x"])
-    print(f"threads: {args.threads}; batch 1; p50 of {args.runs} invocations per file after 20 warm-up, alternating in 10 rounds")
-    table(["model", "sparsity (file)", "accuracy (sparse file)", "max abs diff, dense vs sparse outputs", "dense KiB", "sparse KiB", "size ratio",
-           "dense gzip KiB", "sparse gzip KiB", "dense p50 (ms)", "sparse p50 (ms)", "speed-up"], rows)
+        rows.append(
+            [
+                name,
+                f"{sp:.2f}",
+                f"{acc:.3f}",
+                f"{same:.1e}",
+                f"{len(dense) / 1024:,.0f}",
+                f"{len(sparse) / 1024:,.0f}",
+                f"{len(dense) / len(sparse):.2f}x",
+                f"{len(gzip.compress(dense, 9)) / 1024:,.0f}",
+                f"{len(gzip.compress(sparse, 9)) / 1024:,.0f}",
+                f"{lat_d.p50:.4f}",
+                f"{lat_s.p50:.4f}",
+                f"{lat_d.p50 / lat_s.p50:.2f}x",
+            ]
+        )
+    print(
+        f"threads: {args.threads}; batch 1; p50 of {args.runs} invocations per file after 20 warm-up, "
+        "alternating in 10 rounds"
+    )
+    table(
+        [
+            "model",
+            "sparsity (file)",
+            "accuracy (sparse file)",
+            "max abs diff, dense vs sparse outputs",
+            "dense KiB",
+            "sparse KiB",
+            "size ratio",
+            "dense gzip KiB",
+            "sparse gzip KiB",
+            "dense p50 (ms)",
+            "sparse p50 (ms)",
+            "speed-up",
+        ],
+        rows,
+    )
     footer(start)
 
 

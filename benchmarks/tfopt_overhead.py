@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, footer, header, table
+from common import ROOT, footer, header, table
 
 
 def _timed(cmd: list[str]) -> tuple[float, float]:
@@ -51,17 +51,34 @@ def _strategy_cost(rounds: int = 2) -> list[list[str]]:
     digits = load(DataConfig(name="digits"), seed=0)
     results: dict[str, list[tuple[float, float]]] = {"default strategy": [], "OneDeviceStrategy(/cpu:0)": []}
     for r in range(rounds):
-        for name in (list(results) if r % 2 == 0 else list(results)[::-1]):
-            strategy = tf().distribute.get_strategy() if name == "default strategy" else tf().distribute.OneDeviceStrategy("/cpu:0")
+        for name in list(results) if r % 2 == 0 else list(results)[::-1]:
+            strategy = (
+                tf().distribute.get_strategy()
+                if name == "default strategy"
+                else tf().distribute.OneDeviceStrategy("/cpu:0")
+            )
             keras().utils.set_random_seed(0)
             with strategy.scope():
                 model = small_cnn(digits.input_shape, 10)
                 compile_model(model, "adam", 1e-3)
             c, w = time.process_time(), time.perf_counter()
-            fit(model, digits, variant="b", epochs=10, batch_size=32, seed=0, callbacks=[], log_dir=Path(_tempfile.mkdtemp()),
-                verbose=0, log=lambda line: None)
+            fit(
+                model,
+                digits,
+                variant="b",
+                epochs=10,
+                batch_size=32,
+                seed=0,
+                callbacks=[],
+                log_dir=Path(_tempfile.mkdtemp()),
+                verbose=0,
+                log=lambda line: None,
+            )
             results[name].append((time.process_time() - c, time.perf_counter() - w))
-    return [[n, f"{statistics.median(c for c, _ in v):.1f}", f"{statistics.median(w for _, w in v):.1f}"] for n, v in results.items()]
+    return [
+        [n, f"{statistics.median(c for c, _ in v):.1f}", f"{statistics.median(w for _, w in v):.1f}"]
+        for n, v in results.items()
+    ]
 
 
 def main() -> None:
@@ -79,7 +96,7 @@ def main() -> None:
         no_ckpt = Path(tmp) / "quickstart.yaml"
         no_ckpt.write_text(quick.replace("learning_rate: 1.0e-3}", "learning_rate: 1.0e-3, checkpoint: false}"))
         for r in range(args.rounds):
-            for which in names[r % 3:] + names[: r % 3]:
+            for which in names[r % 3 :] + names[: r % 3]:
                 out = Path(tmp) / f"run{r}_{names.index(which)}"
                 if which == "script":
                     cmd = [sys.executable, str(ROOT / "benchmarks" / "plain_quickstart.py"), str(out)]
@@ -95,11 +112,25 @@ def main() -> None:
                         stages[which][s["name"]] = stages[which].get(s["name"], 0.0) + s["seconds"] / args.rounds
     med = {k: statistics.median(v) for k, v in times.items()}
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
-    table(["", "wall, median (s)", "wall runs (s)", "CPU, median (s)", "CPU runs (s)"],
-          [[k, f"{med[k]:.1f}", ", ".join(f"{t:.1f}" for t in times[k]), f"{cmed[k]:.1f}", ", ".join(f"{t:.1f}" for t in cpu[k])] for k in names])
+    table(
+        ["", "wall, median (s)", "wall runs (s)", "CPU, median (s)", "CPU runs (s)"],
+        [
+            [
+                k,
+                f"{med[k]:.1f}",
+                ", ".join(f"{t:.1f}" for t in times[k]),
+                f"{cmed[k]:.1f}",
+                ", ".join(f"{t:.1f}" for t in cpu[k]),
+            ]
+            for k in names
+        ],
+    )
     for which in names[:2]:
         ratio, cratio = med[which] / med["script"], cmed[which] / cmed["script"]
-        print(f"{which} / script: wall {ratio:.3f} ({(ratio - 1) * 100:+.1f}%), CPU {cratio:.3f} ({(cratio - 1) * 100:+.1f}%); target: within +5%")
+        print(
+            f"{which} / script: wall {ratio:.3f} ({(ratio - 1) * 100:+.1f}%), "
+            f"CPU {cratio:.3f} ({(cratio - 1) * 100:+.1f}%); target: within +5%"
+        )
         print("  stages (mean s): " + ", ".join(f"{k} {v:.1f}" for k, v in stages[which].items()))
     print("where the training time goes: the same 10-epoch fit (tfopt.train.fit) in this process, median of 2")
     table(["strategy", "CPU (s)", "wall (s)"], _strategy_cost())

@@ -1,6 +1,9 @@
-"""Shared fixtures: a seeded RNG, a real data slice (digits) and a small trained tf_keras model."""
+"""Shared fixtures: a seeded RNG, real data slices (digits, Rotten Tomatoes tokenized with the real MiniLM
+vocabulary) and a small trained tf_keras model."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -72,8 +75,33 @@ def tiny_tflite(tmp_path_factory):
     calib = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
     folder = tmp_path_factory.mktemp("tiny_tflite")
     out = {}
-    for name, spec in (("float32", ExportSpec(format="float32")), ("int8", ExportSpec(format="int8", calibration_samples=16)),
-                       ("int8_io", ExportSpec(format="int8", integer_io=True, calibration_samples=16))):
+    for name, spec in (
+        ("float32", ExportSpec(format="float32")),
+        ("int8", ExportSpec(format="int8", calibration_samples=16)),
+        ("int8_io", ExportSpec(format="int8", integer_io=True, calibration_samples=16)),
+    ):
         out[name] = folder / f"tiny_{name}.tflite"
         out[name].write_bytes(convert(model, spec, calib))
     return out
+
+
+SEQ_LEN = 32
+
+
+@pytest.fixture(scope="session")
+def rt_text():
+    """Real snippets: 192 train / 0 val / 64 test (stratified split of the full corpus, then cut)."""
+    from tfopt.config import DataConfig
+    from tfopt.data import load
+
+    splits = load(DataConfig(name="rotten_tomatoes", subset=192, val_fraction=0.0), seed=0)
+    return dataclasses.replace(splits, x_test=splits.x_test[:64], y_test=splits.y_test[:64])
+
+
+@pytest.fixture(scope="session")
+def rt_tokens(rt_text):
+    """The slice tokenized as the pipeline does it (model.params: {preset: tiny, seq_len: 32})."""
+    from tfopt.config import ModelConfig
+    from tfopt.models import prepare_inputs
+
+    return prepare_inputs(ModelConfig(name="bert", params={"preset": "tiny", "seq_len": SEQ_LEN}), rt_text)

@@ -19,7 +19,11 @@ def tfopt(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "old,new,expected",
     [
-        ("train: {epochs: 25,", "train: {epoch: 25,", "quickstart.yaml:7: unknown key 'train.epoch'. Did you mean 'epochs'?"),
+        (
+            "train: {epochs: 25,",
+            "train: {epoch: 25,",
+            "quickstart.yaml:7: unknown key 'train.epoch'. Did you mean 'epochs'?",
+        ),
         ("data: {name: digits,", "data: {name: digitz,", "Unknown dataset 'digitz'. Did you mean 'digits'?"),
         ("model: {name: small_cnn}", "model: {path: missing.keras}", "Model file not found: missing.keras"),
         ("final_sparsity: 0.8", "final_sparsity: 1.5", "Received: final_sparsity=1.5"),
@@ -68,4 +72,6 @@ def test_tolerance_miss_fails_the_run_but_keeps_the_report(tmp_path: Path) -> No
     proc = tfopt("run", str(cfg), "--out", str(tmp_path))
     assert proc.returncode == 2, proc.stderr
     assert "baseline/float16: max |Keras - TFLite|" in proc.stderr and "exceeds the tolerance 1e-09" in proc.stderr
-    assert (tmp_path / "reports" / "tol" / "run.json").exists() and (tmp_path / "reports" / "tol" / "report.html").exists()
+    assert (tmp_path / "reports" / "tol" / "run.json").exists() and (
+        tmp_path / "reports" / "tol" / "report.html"
+    ).exists()

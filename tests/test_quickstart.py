@@ -61,9 +61,21 @@ def test_run_json_has_the_documented_fields(quickstart) -> None:
     assert data["pipeline"] == "quickstart"
     assert {"name", "num_test"} <= data["dataset"].keys()
     formats = {(r["variant"], r["format"]) for r in data["results"]}
-    assert formats == {(v, f) for v in ("baseline", "pruned_80") for f in ("keras", "float32", "dynamic", "float16", "int8")}
+    assert formats == {
+        (v, f) for v in ("baseline", "pruned_80") for f in ("keras", "float32", "dynamic", "float16", "int8")
+    }
     for r in data["results"]:
-        assert {"variant", "format", "path", "accuracy", "size_bytes", "gzip_bytes", "sparsity", "max_abs_diff", "latency_ms"} <= r.keys()
+        assert {
+            "variant",
+            "format",
+            "path",
+            "accuracy",
+            "size_bytes",
+            "gzip_bytes",
+            "sparsity",
+            "max_abs_diff",
+            "latency_ms",
+        } <= r.keys()
         assert Path(r["path"]).exists()
         if r["format"] != "keras":
             assert r["max_abs_diff"] <= r["tolerance"]
@@ -96,6 +108,8 @@ def test_report_command_rerenders_without_tensorflow(quickstart, tmp_path) -> No
         "import sys; from tfopt.cli import main; rc = main(['report', sys.argv[1]]); "
         "assert 'tensorflow' not in sys.modules, 'report imported TensorFlow'; sys.exit(rc)"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(run_json)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(run_json)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert (out / "reports" / "quickstart" / "report.md").exists()

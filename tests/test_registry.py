@@ -15,4 +15,7 @@ def test_register_get_and_errors() -> None:
         reg.register("prune")(3)
     with pytest.raises(TfoptError) as e:
         reg.get("prun")
-    assert str(e.value) == "Unknown transform 'prun'. Did you mean 'prune'? Known: cluster, prune. Received: transform='prun'"
+    assert (
+        str(e.value)
+        == "Unknown transform 'prun'. Did you mean 'prune'? Known: cluster, prune. Received: transform='prun'"
+    )

@@ -5,6 +5,7 @@ TensorFlow is first imported; tensorflow-model-optimization (tfmot) only works w
 ``tf_keras`` package. ``tfopt/__init__`` sets the variable, and every tfopt module gets TensorFlow
 and Keras 2 from here. Keras 3 code (keras-hub models) must say ``import keras``, never
 ``tf.keras``, because importing tfmot flips ``tf.keras`` to ``tf_keras`` for the whole process.
+Which Keras a given model belongs to is decided in one place, ``tfopt.backends.backend_for``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from types import ModuleType
 from tfopt.errors import TfoptError
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tf() -> ModuleType:
     """TensorFlow, imported lazily so config, CLI help and reports stay fast."""
     import tensorflow
@@ -24,7 +25,7 @@ def tf() -> ModuleType:
     return tensorflow
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def keras() -> ModuleType:
     """Keras 2 (``tf_keras``), the Keras that tfmot can wrap."""
     if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
@@ -37,7 +38,7 @@ def keras() -> ModuleType:
     return tf_keras
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def keras3() -> ModuleType:
     """Keras 3 (``import keras``), the Keras of keras-hub models; never reached through ``tf.keras``."""
     import keras as keras_3
@@ -45,12 +46,7 @@ def keras3() -> ModuleType:
     return keras_3
 
 
-def keras_for(model: object) -> ModuleType:
-    """The Keras that ``model`` belongs to: callbacks, losses and optimizers must come from it."""
-    return keras3() if keras_kind(model) == "keras3" else keras()
-
-
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tfmot() -> ModuleType:
     """tensorflow-model-optimization (Keras 2 only)."""
     keras()
@@ -59,28 +55,20 @@ def tfmot() -> ModuleType:
     return tensorflow_model_optimization
 
 
-def keras_kind(model: object) -> str:
-    """'tf_keras' for a Keras 2 model, 'keras3' for a Keras 3 model.
-
-    Checked before calling tfmot, which returns None (clustering) or fails deep inside (pruning)
-    when handed a Keras 3 model.
-    """
-    module = type(model).__module__
-    for cls in type(model).__mro__:
-        module = cls.__module__
-        if module.startswith("tf_keras"):
-            return "tf_keras"
-        if module.startswith("keras"):
-            return "keras3"
-    raise TfoptError(f"Not a Keras model: {type(model).__name__}. Received: model={type(model)!r}")
-
-
 def versions() -> dict[str, str]:
     """Versions of the stack, recorded in run.json."""
     from importlib import metadata
 
     out = {}
-    for pkg in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras", "keras-hub", "ai-edge-litert", "numpy"):
+    for pkg in (
+        "tensorflow",
+        "tf-keras",
+        "tensorflow-model-optimization",
+        "keras",
+        "keras-hub",
+        "ai-edge-litert",
+        "numpy",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -79,17 +79,23 @@ def load_data(spec: str) -> tuple[np.ndarray, str]:
                 keys = list(z.files)
                 key = next((k for k in ("x", "x_test") if k in keys), None)
                 if key is None:
-                    raise DataError(f"{path} has keys {keys}; need 'x' (or 'x_test'). Fix: save inputs with numpy.savez(path, x=...).")
+                    raise DataError(
+                        f"{path} has keys {keys}; need 'x' (or 'x_test'). "
+                        "Fix: save inputs with numpy.savez(path, x=...)."
+                    )
                 x = z[key]
         except DataError:
             raise
         except Exception as e:  # np.load raises OSError, ValueError, BadZipFile, EOFError... on bad files
-            raise DataError(f"Cannot read {path} as .npz ({type(e).__name__}: {str(e)[:120]}). Fix: save it with numpy.savez(path, x=...).") from None
+            raise DataError(
+                f"Cannot read {path} as .npz ({type(e).__name__}: {str(e)[:120]}). "
+                "Fix: save it with numpy.savez(path, x=...)."
+            ) from None
         if x.dtype == np.uint8:  # 8-bit pixels, scaled as tfopt's datasets are
             x = x.astype("float32") / 255.0
         return x, f"{path} [{key}], {len(x)} samples"
     from tfopt import data as data_mod
-    from tfopt.config import DataConfig
+    from tfopt.schema import DataConfig
 
     if spec not in data_mod.DATASETS:
         raise DataError(
@@ -118,7 +124,9 @@ print(json.dumps([before, peak()]))
 """
 
 
-def peak_rss(model: str | Path, threads: int = 1, batch: int = 1, runs: int = 20) -> tuple[Optional[int], Optional[int]]:
+def peak_rss(
+    model: str | Path, threads: int = 1, batch: int = 1, runs: int = 20
+) -> tuple[Optional[int], Optional[int]]:
     """Peak RSS in bytes of a fresh process running only ``model``, and its peak before loading it.
 
     Returns (None, None) where the probe cannot run (e.g. no ``resource`` module on Windows).
@@ -128,7 +136,10 @@ def peak_rss(model: str | Path, threads: int = 1, batch: int = 1, runs: int = 20
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
         proc = subprocess.run(
             [sys.executable, "-c", _RSS_PROBE, str(model), str(threads), str(batch), str(runs)],
-            capture_output=True, text=True, timeout=300, env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
         )
         before, after = json.loads(proc.stdout.strip().splitlines()[-1])
         return int(after), int(before)
@@ -184,7 +195,9 @@ def benchmark(
     for p, lat in zip(paths, lats):
         peak, before = peak_rss(p, threads, batch) if memory else (None, None)
         results.append(ModelBenchmark(str(p), p.stat().st_size, lat, peak, before))
-    return Benchmark(results, inputs, data is None, threads, batch, runs, warmup, rounds if vs is not None else 1, _litert_version())
+    return Benchmark(
+        results, inputs, data is None, threads, batch, runs, warmup, rounds if vs is not None else 1, _litert_version()
+    )
 
 
 def _mib(n: Optional[int]) -> str:
@@ -217,10 +230,15 @@ def format_benchmark(b: Benchmark) -> str:
     ]
     for label, cells in rows:
         lines.append(f"  {label:<16}" + "".join(f"{c:>{width + 2}}" for c in cells))
-    lines.append("peak RSS: a fresh process that loads only that model and runs it; 'runtime only' is its peak before loading the model.")
+    lines.append(
+        "peak RSS: a fresh process that loads only that model and runs it; "
+        "'runtime only' is its peak before loading the model."
+    )
     if b.p50_ratio is not None:
         r = b.p50_ratio
         faster = f"A is {1 / r:.2f}x faster" if r < 1 else f"B is {r:.2f}x faster"
-        lines.append(f"ratio p50 A/B = {r:.3f} ({faster}); measured alternately in one process, so it is steadier than either time.")
+        lines.append(
+            f"ratio p50 A/B = {r:.3f} ({faster}); "
+            "measured alternately in one process, so it is steadier than either time."
+        )
     return "\n".join(lines)
-

@@ -24,16 +24,24 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from tfopt.data import DATASETS
     from tfopt.export.tflite import EXPORTERS
     from tfopt.models import MODELS
-    from tfopt.transforms import KERAS3_TRANSFORMS, TRANSFORMS
+    from tfopt.transforms import TECHNIQUES
 
     def doc(obj: object) -> str:
-        return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
+        return ((obj.__doc__ or "").strip().splitlines() or [""])[0].replace("``", "")
 
-    for title, reg in (("datasets", DATASETS), ("models", MODELS), ("transforms", TRANSFORMS),
-                       ("transforms for Keras 3 models (BERT)", KERAS3_TRANSFORMS), ("export formats", EXPORTERS)):
+    sections = [
+        (title, [(name, doc(obj)) for name, obj in reg.items()])
+        for title, reg in (("datasets", DATASETS), ("models", MODELS), ("export formats", EXPORTERS))
+    ]
+    sections.insert(
+        2,
+        ("transforms [Keras backends]", [(n, f"{t.summary} [{', '.join(t.backends)}]") for n, t in TECHNIQUES.items()]),
+    )
+    width = max(len(name) for _, rows in sections for name, _ in rows)  # one column for every section
+    for title, rows in sections:
         print(f"{title}:")
-        for name, obj in reg.items():
-            print(f"  {name:<16} {doc(obj)}")
+        for name, text in rows:
+            print(f"  {name:<{width}}  {text}")
     return 0
 
 
@@ -48,8 +56,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     from tfopt.benchmark import benchmark, format_benchmark
 
-    b = benchmark(args.model, vs=args.vs, threads=args.threads, runs=args.runs, warmup=args.warmup,
-                  batch=args.batch, data=args.data, rounds=args.rounds, memory=not args.no_memory)
+    b = benchmark(
+        args.model,
+        vs=args.vs,
+        threads=args.threads,
+        runs=args.runs,
+        warmup=args.warmup,
+        batch=args.batch,
+        data=args.data,
+        rounds=args.rounds,
+        memory=not args.no_memory,
+    )
     print(format_benchmark(b))
     return 0
 
@@ -76,7 +93,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tfopt", description="Optimize Keras models, export TFLite, report measured results.")
+    p = argparse.ArgumentParser(
+        prog="tfopt", description="Optimize Keras models, export TFLite, report measured results."
+    )
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a pipeline YAML")
@@ -89,26 +108,46 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="re-render report.md/report.html from a run.json (no TensorFlow)")
     rep.add_argument("run_json")
     rep.set_defaults(func=_cmd_report)
-    bench = sub.add_parser("benchmark", help="latency, throughput and peak memory of a .tflite through LiteRT (no TensorFlow)")
+    bench = sub.add_parser(
+        "benchmark", help="latency, throughput and peak memory of a .tflite through LiteRT (no TensorFlow)"
+    )
     bench.add_argument("model", help="a .tflite file")
-    bench.add_argument("--vs", metavar="OTHER.tflite", help="time a second file alternately in the same process and print the ratio")
+    bench.add_argument(
+        "--vs", metavar="OTHER.tflite", help="time a second file alternately in the same process and print the ratio"
+    )
     bench.add_argument("--threads", type=int, default=1, help="LiteRT/XNNPACK threads (default: 1)")
     bench.add_argument("--runs", type=int, default=100, help="timed invocations per model (default: 100)")
     bench.add_argument("--warmup", type=int, default=10, help="untimed invocations first (default: 10)")
     bench.add_argument("--batch", type=int, default=1, help="samples per invocation (default: 1)")
     bench.add_argument("--rounds", type=int, default=10, help="alternating blocks with --vs (default: 10)")
-    bench.add_argument("--data", help="inputs: an .npz with key x, or a dataset name (default: random inputs, timing only)")
-    bench.add_argument("--no-memory", action="store_true", help="skip the peak-memory probe (a fresh process per model)")
+    bench.add_argument(
+        "--data", help="inputs: an .npz with key x, or a dataset name (default: random inputs, timing only)"
+    )
+    bench.add_argument(
+        "--no-memory", action="store_true", help="skip the peak-memory probe (a fresh process per model)"
+    )
     bench.set_defaults(func=_cmd_benchmark)
     cmp = sub.add_parser("compare", help="merge several run.json into one comparison report (no TensorFlow)")
-    cmp.add_argument("run_jsons", nargs="+", metavar="RUN.json", help="run.json files (or their folders); the first is the reference")
-    cmp.add_argument("--out", default="reports/compare", help="folder for report.md/report.html (default: reports/compare)")
+    cmp.add_argument(
+        "run_jsons", nargs="+", metavar="RUN.json", help="run.json files (or their folders); the first is the reference"
+    )
+    cmp.add_argument(
+        "--out", default="reports/compare", help="folder for report.md/report.html (default: reports/compare)"
+    )
     cmp.set_defaults(func=_cmd_compare)
-    pred = sub.add_parser("predict", help="class probabilities of a text (BERT) .tflite for raw text, tokenized as in training")
-    pred.add_argument("model", help="a .tflite exported by a BERT pipeline, e.g. models/bert_rotten_tomatoes/baseline_dynamic.tflite")
+    pred = sub.add_parser(
+        "predict", help="class probabilities of a text (BERT) .tflite for raw text, tokenized as in training"
+    )
+    pred.add_argument(
+        "model", help="a .tflite exported by a BERT pipeline, e.g. models/bert_rotten_tomatoes/baseline_dynamic.tflite"
+    )
     pred.add_argument("--text", action="append", required=True, help="text to classify (repeat for several)")
-    pred.add_argument("--preset", help="tokenizer: minilm_l6, tiny or a checkpoint folder (default: inputs.json beside the model)")
-    pred.add_argument("--seq-len", type=int, help="tokens per text (default: inputs.json, else the model's input length)")
+    pred.add_argument(
+        "--preset", help="tokenizer: minilm_l6, tiny or a checkpoint folder (default: inputs.json beside the model)"
+    )
+    pred.add_argument(
+        "--seq-len", type=int, help="tokens per text (default: inputs.json, else the model's input length)"
+    )
     pred.set_defaults(func=_cmd_predict)
     return p
 

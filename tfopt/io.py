@@ -16,11 +16,15 @@ def _ensure_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise TfoptError(f"Cannot create output folder {path}: {e.strerror}. Fix: choose a writable folder with --out.") from None
+        raise TfoptError(
+            f"Cannot create output folder {path}: {e.strerror}. Fix: choose a writable folder with --out."
+        ) from None
 
 
 def _write_error(path: Path, e: OSError) -> TfoptError:
-    return TfoptError(f"Cannot write {path}: {e.strerror or e}. Fix: free disk space or choose a writable folder with --out.")
+    return TfoptError(
+        f"Cannot write {path}: {e.strerror or e}. Fix: free disk space or choose a writable folder with --out."
+    )
 
 
 def check_writable(folder: str | Path) -> None:
@@ -36,7 +40,10 @@ def check_writable(folder: str | Path) -> None:
             f.write(b"x")
             f.flush()
     except OSError as e:
-        raise TfoptError(f"Cannot write to output folder {folder}: {e.strerror or e}. Fix: free disk space or choose a writable folder with --out.") from None
+        raise TfoptError(
+            f"Cannot write to output folder {folder}: {e.strerror or e}. "
+            "Fix: free disk space or choose a writable folder with --out."
+        ) from None
 
 
 @contextlib.contextmanager
@@ -49,7 +56,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     _ensure_dir(path.parent)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes), dir=path.parent
+        )
     except OSError as e:  # read-only folder, no space for even an empty file
         raise _write_error(path, e) from None
     os.close(fd)

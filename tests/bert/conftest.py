@@ -1,35 +1,14 @@
-"""Shared fixtures for the BERT / Keras 3 tests: a slice of the real Rotten Tomatoes snippets, tokenized
-with the real MiniLM WordPiece vocabulary, and tiny randomly initialised BERTs (mechanics only:
-no accuracy is claimed for them)."""
+"""Shared fixtures for the BERT / Keras 3 tests: tiny randomly initialised BERTs (mechanics only: no
+accuracy is claimed for them); the Rotten Tomatoes slice (``rt_text``, ``rt_tokens``) is in tests/conftest.py."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 SEQ_LEN = 32
-
-
-@pytest.fixture(scope="session")
-def rt_text():
-    """Real snippets: 192 train / 0 val / 64 test (stratified split of the full corpus, then cut)."""
-    from tfopt.config import DataConfig
-    from tfopt.data import load
-
-    splits = load(DataConfig(name="rotten_tomatoes", subset=192, val_fraction=0.0), seed=0)
-    return dataclasses.replace(splits, x_test=splits.x_test[:64], y_test=splits.y_test[:64])
-
-
-@pytest.fixture(scope="session")
-def rt_tokens(rt_text):
-    """The slice tokenized as the pipeline does it (model.params: {preset: tiny, seq_len: 32})."""
-    from tfopt.config import ModelConfig
-    from tfopt.models import prepare_inputs
-
-    return prepare_inputs(ModelConfig(name="bert", params={"preset": "tiny", "seq_len": SEQ_LEN}), rt_text)
 
 
 @pytest.fixture
@@ -48,11 +27,13 @@ def fine_tune(model, transform, splits, epochs: int = 1, batch_size: int = 32):
 
     model = transform.apply(model)
     compile_model(model, "adamw", 1e-3)
-    model.fit(splits.x_train, splits.y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=transform.callbacks())
+    model.fit(
+        splits.x_train, splits.y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=transform.callbacks()
+    )
     return transform.strip(model)
 
 
-def export(model, fmt: str, splits, tmp_path) -> "Path":
+def export(model, fmt: str, splits, tmp_path) -> Path:
     from tfopt.config import ExportSpec
     from tfopt.export import convert
 

@@ -18,8 +18,14 @@ def test_minilm_weights_match_the_safetensors_file() -> None:
     model = bert((64,), 2, preset="minilm_l6")
     backbone = model.backbone
     # every checkpoint value is in the backbone (position_ids is an index buffer, not a weight)
-    assert backbone.count_params() == sum(v.size for k, v in tensors.items() if k != "embeddings.position_ids") == 22_713_216
-    assert np.array_equal(backbone.get_layer("token_embedding").embeddings.numpy(), tensors["embeddings.word_embeddings.weight"])
+    assert (
+        backbone.count_params()
+        == sum(v.size for k, v in tensors.items() if k != "embeddings.position_ids")
+        == 22_713_216
+    )
+    assert np.array_equal(
+        backbone.get_layer("token_embedding").embeddings.numpy(), tensors["embeddings.word_embeddings.weight"]
+    )
     assert np.array_equal(backbone.get_layer("pooled_dense").kernel.numpy(), tensors["pooler.dense.weight"].T)
 
 

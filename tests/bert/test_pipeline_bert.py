@@ -49,6 +49,6 @@ def test_bert_pipeline_and_predict(tmp_path, capsys) -> None:
     assert meta["seq_len"] == 32 and meta["class_names"] == ["fresh", "rotten"]
     capsys.readouterr()
     assert cli.main(["predict", str(models_dir / "baseline_dynamic.tflite"), "--text", "A gorgeous, witty film."]) == 0
-    lines = [l.split() for l in capsys.readouterr().out.strip().splitlines()]
-    assert [l[0] for l in lines] == ["fresh", "rotten"]
-    assert abs(sum(float(l[1]) for l in lines) - 1.0) <= 1e-3
+    lines = [line.split() for line in capsys.readouterr().out.strip().splitlines()]
+    assert [fields[0] for fields in lines] == ["fresh", "rotten"]
+    assert abs(sum(float(fields[1]) for fields in lines) - 1.0) <= 1e-3

@@ -29,7 +29,10 @@ def test_rotten_tomatoes_splits_are_stratified(rt_text) -> None:
 
 def test_text_csv(tmp_path) -> None:
     path = tmp_path / "reviews.tsv"
-    path.write_text("text\tlabel\ngreat fun\tpos\ndull\tneg\nsmart and warm\tpos\nawful\tneg\nlovely\tpos\nbad\tneg\n", encoding="utf-8")
+    path.write_text(
+        "text\tlabel\ngreat fun\tpos\ndull\tneg\nsmart and warm\tpos\nawful\tneg\nlovely\tpos\nbad\tneg\n",
+        encoding="utf-8",
+    )
     s = load(DataConfig(name="text_csv", path=str(path), test_fraction=0.34, val_fraction=0.0), seed=0)
     assert s.class_names == ["neg", "pos"] and len(s.x_train) + len(s.x_test) == 6 and s.is_text
     bad = tmp_path / "bad.csv"

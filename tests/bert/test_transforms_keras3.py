@@ -33,7 +33,9 @@ def test_prune_sparsity_in_exported_file(tiny_bert_model, rt_tokens, tmp_path, s
     model = fine_tune(tiny_bert_model, t, rt_tokens)
     applied = [d.layer for d in t.describe() if d.applied]
     assert "token_embedding" in applied and "transformer_layer_0/self_attention_layer/query" in applied
-    assert any(not d.applied and d.layer == "position_embedding" for d in t.describe())  # custom layer: skipped, said why
+    assert any(
+        not d.applied and d.layer == "position_embedding" for d in t.describe()
+    )  # custom layer: skipped, said why
     stats = tflite_weight_stats(export(model, "float32", rt_tokens, tmp_path))
     assert abs(overall_sparsity(stats) - 0.5) <= 0.02
     for s in stats:
@@ -54,8 +56,8 @@ def test_prune_2_4_pattern_in_exported_file(tiny_bert_model, rt_tokens, tmp_path
 def test_cluster_unique_values_in_exported_file(tiny_bert_model, rt_tokens, tmp_path) -> None:
     t = _step("cluster", rt_tokens, number_of_clusters=8)
     model = fine_tune(tiny_bert_model, t, rt_tokens)
-    assert all(type(l).__name__ == type(l).__mro__[0].__name__ for l in model._flatten_layers())
-    assert not any(hasattr(l, "_tfopt_clusters") for l in model._flatten_layers())  # strip: a plain model
+    assert all(type(layer).__name__ == type(layer).__mro__[0].__name__ for layer in model._flatten_layers())
+    assert not any(hasattr(layer, "_tfopt_clusters") for layer in model._flatten_layers())  # strip: a plain model
     assert len(model.weights) == len(tiny_bert_model.weights) - sum(d.applied for d in t.describe())
     keras_probs = model.predict(rt_tokens.x_test, verbose=0)
     stats = tflite_weight_stats(export(model, "float32", rt_tokens, tmp_path))

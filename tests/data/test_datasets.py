@@ -127,7 +127,10 @@ def test_mnist_5k_corrupt_file_is_data_error(tmp_path):
 _FASHION_AVAILABLE = all(fmnist._find(name, list(fmnist.SEARCH_DIRS)) for name in fmnist.FILES.values())
 needs_fashion = pytest.mark.skipif(
     not _FASHION_AVAILABLE,
-    reason="Fashion-MNIST idx files not installed (apt-get install dataset-fashion-mnist -> /usr/share/datasets/fashion-mnist)",
+    reason=(
+        "Fashion-MNIST idx files not installed "
+        "(apt-get install dataset-fashion-mnist -> /usr/share/datasets/fashion-mnist)"
+    ),
 )
 
 
@@ -279,7 +282,13 @@ def test_npz_mismatched_lengths(tmp_path, rng, layout):
     if layout == "x/y":
         np.savez(path, x=rng.random((10, 3, 3)), y=np.arange(9) % 2)
     else:
-        np.savez(path, x_train=rng.random((10, 3, 3)), y_train=np.arange(10) % 2, x_test=rng.random((4, 3, 3)), y_test=np.arange(3) % 2)
+        np.savez(
+            path,
+            x_train=rng.random((10, 3, 3)),
+            y_train=np.arange(10) % 2,
+            x_test=rng.random((4, 3, 3)),
+            y_test=np.arange(3) % 2,
+        )
     with pytest.raises(DataError) as err:
         load(DataConfig(name="npz", path=str(path)))
     msg = _one_line(err)
@@ -340,11 +349,15 @@ def test_image_folder_labels_follow_sorted_class_names(tmp_path):
 
 def test_image_folder_resizes_to_image_size_and_rgb(tmp_path):
     root = _png_folder(tmp_path / "imgs", {"a": 50, "b": 200}, size=(12, 10))
-    s = load(DataConfig(name="image_folder", path=str(root), image_size=(4, 3), test_fraction=0.5, val_fraction=0.0), seed=0)
+    s = load(
+        DataConfig(name="image_folder", path=str(root), image_size=(4, 3), test_fraction=0.5, val_fraction=0.0), seed=0
+    )
     assert s.input_shape == (4, 3, 1)
     x, y = _all(s)
     np.testing.assert_allclose(x[y == 0], 50 / 255, atol=1 / 255)  # flat images stay flat when resized
-    rgb = load(DataConfig(name="image_folder", path=str(root), color_mode="rgb", test_fraction=0.5, val_fraction=0.0), seed=0)
+    rgb = load(
+        DataConfig(name="image_folder", path=str(root), color_mode="rgb", test_fraction=0.5, val_fraction=0.0), seed=0
+    )
     assert rgb.input_shape == (12, 10, 3)
 
 
@@ -396,3 +409,49 @@ def test_unknown_dataset_lists_known_names_and_suggests():
     assert "Did you mean 'digits'" in msg
     for name in ("digits", "mnist_5k", "fashion_mnist", "npz", "image_folder"):
         assert name in DATASETS and name in msg
+
+
+# ---------------------------------------------------------------- each dataset's own options (Python API)
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_every_dataset_registers_typed_options(name):
+    from pydantic import BaseModel
+
+    entry = DATASETS.entry(name)
+    assert isinstance(entry.options, type) and issubclass(entry.options, BaseModel), (
+        f"{name}: register it with options=..."
+    )
+    assert not set(entry.options.model_fields) & set(DataConfig.model_fields), (
+        "options must not shadow name or the split keys"
+    )
+
+
+def test_loader_takes_its_typed_options(tmp_path):
+    from tfopt.data.files import ImageFolderOptions, load_image_folder
+
+    root = _png_folder(tmp_path / "imgs", {"a": 50, "b": 200}, size=(12, 10))
+    arrays = load_image_folder(ImageFolderOptions(path=str(root), image_size=[4, 3], color_mode="rgb"))
+    assert arrays.x.shape == (8, 4, 3, 3) and arrays.class_names == ["a", "b"]
+
+
+def test_option_of_another_dataset_is_refused():
+    with pytest.raises(DataError) as err:
+        load(DataConfig(name="digits", color_mode="rgb"))
+    msg = _one_line(err)
+    assert "unknown key 'data.color_mode': dataset 'digits' has no option 'color_mode'" in msg
+    assert "Known keys here: name, test_fraction, val_fraction, subset." in msg
+
+
+@pytest.mark.parametrize(
+    "options,needle",
+    [
+        ({"path": "x", "image_size": [0, 3]}, "data.image_size[0]: Input should be greater than 0"),
+        ({"path": "x", "color_mode": "cmyk"}, "data.color_mode: Input should be 'grayscale' or 'rgb'"),
+        ({"path": "x", "image_sise": [4, 4]}, "Did you mean 'image_size'?"),
+    ],
+)
+def test_bad_image_folder_option_fails_before_reading(options, needle):
+    with pytest.raises(DataError) as err:
+        load(DataConfig(name="image_folder", **options))  # path 'x' does not exist: the options fail first
+    assert needle in _one_line(err)

@@ -16,7 +16,7 @@ from tfopt.benchmark import Benchmark, ModelBenchmark, benchmark, format_benchma
 from tfopt.errors import DataError, TfoptError
 from tfopt.evaluate.latency import measure_latency, measure_pair, prepare_interpreter, summarize
 from tfopt.evaluate.litert import TfliteRunner
-from tfopt.results import Latency, _build
+from tfopt.results import Latency
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,7 +125,9 @@ def test_data_from_npz_and_from_a_dataset(tiny_tflite, tmp_path, digits) -> None
     assert not b.random_inputs and "timing only" not in format_benchmark(b)
 
 
-@pytest.mark.parametrize("spec,needle", [("nope", "neither an .npz file nor a registered dataset"), ("missing.npz", "Data file not found")])
+@pytest.mark.parametrize(
+    "spec,needle", [("nope", "neither an .npz file nor a registered dataset"), ("missing.npz", "Data file not found")]
+)
 def test_bad_data_argument(spec, needle) -> None:
     with pytest.raises(DataError, match=needle):
         load_data(spec)
@@ -144,7 +146,9 @@ def test_peak_rss_is_measured_in_a_fresh_process(tiny_tflite) -> None:
 
 
 def test_old_latency_records_still_load() -> None:
-    lat = _build(Latency, {"p50": 1.0, "p90": 2.0, "mean": 1.5, "runs": 10, "threads": 1})
+    import pydantic
+
+    lat = pydantic.TypeAdapter(Latency).validate_python({"p50": 1.0, "p90": 2.0, "mean": 1.5, "runs": 10, "threads": 1})
     assert lat.p99 is None and lat.batch == 1 and lat.throughput is None
 
 
@@ -152,13 +156,16 @@ def test_runner_and_benchmark_read_integer_io_alike(tiny_tflite, digits) -> None
     """The runner's quantization helper is shared: float data fed to int8 inputs gives the same tensor."""
     runner = TfliteRunner(tiny_tflite["int8_io"])
     interp = prepare_interpreter(tiny_tflite["int8_io"], digits.x_test[:1])
-    np.testing.assert_array_equal(interp.get_tensor(interp.get_input_details()[0]["index"]), runner.quantize_input(digits.x_test[:1]))
+    np.testing.assert_array_equal(
+        interp.get_tensor(interp.get_input_details()[0]["index"]), runner.quantize_input(digits.x_test[:1])
+    )
 
 
 def test_cli_benchmark_never_imports_tensorflow(tiny_tflite) -> None:
     code = (
         "import sys; from tfopt.cli import main; "
-        f"rc = main(['benchmark', {str(tiny_tflite['int8'])!r}, '--vs', {str(tiny_tflite['float32'])!r}, '--runs', '4', '--no-memory']); "
+        f"rc = main(['benchmark', {str(tiny_tflite['int8'])!r}, "
+        f"'--vs', {str(tiny_tflite['float32'])!r}, '--runs', '4', '--no-memory']); "
         "print('TF', 'tensorflow' in sys.modules); sys.exit(rc)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -30,7 +30,9 @@ def float_acc(trained_small_cnn, digits) -> float:
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_recipe_quantizes_every_kernel_and_keeps_accuracy(trained_small_cnn, digits, float_acc, tmp_path, fmt) -> None:
     dtype, calibrated = FORMATS[fmt]
-    exported = export_tflite(trained_small_cnn, ExportSpec(format=fmt, calibration_samples=100, validation_samples=20), digits.x_train)
+    exported = export_tflite(
+        trained_small_cnn, ExportSpec(format=fmt, calibration_samples=100, validation_samples=20), digits.x_train
+    )
     path = tmp_path / f"{fmt}.tflite"
     path.write_bytes(exported.data)
     acc = float(np.mean(TfliteRunner(path).predict(digits.x_test).argmax(-1) == digits.y_test))

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from tfopt.backends import backend_for
 from tfopt.config import ExportSpec, loads
 from tfopt.errors import ConfigError
 from tfopt.evaluate.litert import TfliteRunner
 from tfopt.evaluate.weights import tflite_weight_stats
 from tfopt.export import convert
-from tfopt.pipeline import _clone
 from tfopt.train import compile_model
 from tfopt.transforms import Context
 from tfopt.transforms.prune import Prune, PruneConfig
@@ -21,7 +21,7 @@ from tfopt.transforms.prune import Prune, PruneConfig
 @pytest.fixture(scope="module")
 def pruned(trained_small_cnn, digits):
     t = Prune(PruneConfig(final_sparsity=0.8), Context(math.ceil(len(digits.x_train) / 32), 2))
-    model = t.apply(_clone(trained_small_cnn))
+    model = t.apply(backend_for(trained_small_cnn).clone(trained_small_cnn))
     compile_model(model, "adam", 5e-4)
     model.fit(digits.x_train, digits.y_train, epochs=2, batch_size=32, verbose=0, callbacks=t.callbacks())
     return t.strip(model)
@@ -34,11 +34,21 @@ def test_sparse_file_reads_back_the_same_weights(pruned, digits, tmp_path, fmt, 
     sparse.write_bytes(convert(pruned, ExportSpec(format=fmt, sparse=True), digits.x_train))
     a, b = tflite_weight_stats(dense), tflite_weight_stats(sparse)
     assert len(a) == len(b) == 4
-    for x, y in zip(sorted(a, key=lambda s: s.size), sorted(b, key=lambda s: s.size)):  # expanded from the sparse format
-        assert (x.size, x.sparsity, x.unique_values, x.unique_per_channel, x.dtype) == (y.size, y.sparsity, y.unique_values, y.unique_per_channel, y.dtype)
+    for x, y in zip(
+        sorted(a, key=lambda s: s.size), sorted(b, key=lambda s: s.size)
+    ):  # expanded from the sparse format
+        assert (x.size, x.sparsity, x.unique_values, x.unique_per_channel, x.dtype) == (
+            y.size,
+            y.sparsity,
+            y.unique_values,
+            y.unique_per_channel,
+            y.dtype,
+        )
         assert abs(y.sparsity - 0.8) <= 0.02
     assert sparse.stat().st_size <= max_ratio * dense.stat().st_size  # 80% zeros not stored
-    np.testing.assert_allclose(TfliteRunner(sparse).predict(digits.x_test), TfliteRunner(dense).predict(digits.x_test), atol=1e-5)
+    np.testing.assert_allclose(
+        TfliteRunner(sparse).predict(digits.x_test), TfliteRunner(dense).predict(digits.x_test), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("fmt", ["int8", "dynamic", "lq_dynamic_int8"])

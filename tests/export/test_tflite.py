@@ -18,9 +18,7 @@ def _acc(probs, y) -> float:
     return float(np.mean(probs.argmax(-1) == y))
 
 
-@pytest.mark.parametrize(
-    "fmt,tol", [("float32", 1e-4), ("float16", 1e-2), ("dynamic", 0.25), ("int8", 0.5)]
-)
+@pytest.mark.parametrize("fmt,tol", [("float32", 1e-4), ("float16", 1e-2), ("dynamic", 0.25), ("int8", 0.5)])
 def test_export_matches_keras(trained_small_cnn, digits, keras_out, tmp_path, fmt, tol) -> None:
     from tfopt.export import convert
 
@@ -47,12 +45,13 @@ def test_int8_integer_io(trained_small_cnn, digits, keras_out, tmp_path) -> None
 def test_shared_saved_model_converts_the_same_model_once(trained_small_cnn, digits, tmp_path, monkeypatch) -> None:
     """Inside shared_saved_model every format converts from one SavedModel, and each file computes
     exactly what from_keras_model's does (only the conversion metadata's source type differs)."""
+    from tfopt.backends.tf_keras import TfKerasBackend
     from tfopt.export import convert
-    from tfopt.export import keras3 as conv
+    from tfopt.export import saved_model as conv
 
     writes = []
-    real = conv._write_saved_model
-    monkeypatch.setattr(conv, "_write_saved_model", lambda *a: (writes.append(a[2]), real(*a)))
+    real = TfKerasBackend.write_saved_model
+    monkeypatch.setattr(TfKerasBackend, "write_saved_model", lambda self, *a: (writes.append(a[2]), real(self, *a)))
     specs = [ExportSpec(format=f) for f in ("float32", "float16", "int8")]
     alone = [convert(trained_small_cnn, s, digits.x_train) for s in specs]
     assert writes == []  # outside the block: from_keras_model, as before
@@ -68,4 +67,6 @@ def test_shared_saved_model_converts_the_same_model_once(trained_small_cnn, digi
         pb.write_bytes(b)
         assert len(a) == len(b), spec.label
         assert sum(x != y for x, y in zip(a, b)) <= 4, spec.label
-        assert np.array_equal(TfliteRunner(pa).predict(digits.x_test[:64]), TfliteRunner(pb).predict(digits.x_test[:64])), spec.label
+        assert np.array_equal(
+            TfliteRunner(pa).predict(digits.x_test[:64]), TfliteRunner(pb).predict(digits.x_test[:64])
+        ), spec.label

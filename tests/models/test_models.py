@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfopt._keras import keras, keras_kind
+from tfopt._keras import keras
+from tfopt.backends import backend_for
 from tfopt.config import ModelConfig
 from tfopt.errors import ModelError, TfoptError
 from tfopt.models import MODELS, build
@@ -58,7 +59,7 @@ def _lambda_model():
 @pytest.mark.parametrize("shape,classes", [((8, 8, 1), 10), ((28, 28, 1), 10), ((8, 8, 1), 3)])
 def test_small_cnn_builds(shape, classes):
     model = build(ModelConfig(name="small_cnn", params=TINY), shape, classes)
-    assert keras_kind(model) == "tf_keras"
+    assert backend_for(model).kind == "tf_keras"
     assert model.input_shape == (None, *shape)
     assert model.output_shape == (None, classes)
     probs = model.predict(np.zeros((2, *shape), "float32"), verbose=0)
@@ -92,7 +93,7 @@ def test_user_file_round_trip(tmp_path, tiny_trained, digits, fname):
     except Exception as e:  # a format this Keras cannot write is not tfopt's failure
         pytest.skip(f"tf_keras cannot save {fname} in this stack: {type(e).__name__}: {e}")
     loaded = build(ModelConfig(path=str(path)), digits.input_shape, digits.num_classes)
-    assert keras_kind(loaded) == "tf_keras"
+    assert backend_for(loaded).kind == "tf_keras"
     want = tiny_trained.predict(digits.x_test, verbose=0)
     got = loaded.predict(digits.x_test, verbose=0)
     np.testing.assert_allclose(got, want, atol=1e-6)
@@ -162,7 +163,16 @@ def _bad_path(tmp_path: Path, tiny_trained, kind: str) -> Path:
 
 @pytest.mark.parametrize(
     "kind",
-    ["missing", "truncated_keras", "text_as_keras", "zip_not_model", "truncated_h5", "text_as_h5", "onnx", "folder_without_pb"],
+    [
+        "missing",
+        "truncated_keras",
+        "text_as_keras",
+        "zip_not_model",
+        "truncated_h5",
+        "text_as_h5",
+        "onnx",
+        "folder_without_pb",
+    ],
 )
 def test_unloadable_model_file_is_one_line_model_error(tmp_path, tiny_trained, kind):
     path = _bad_path(tmp_path, tiny_trained, kind)
@@ -190,3 +200,43 @@ def test_class_count_mismatch_names_both_numbers(tmp_path, tiny_trained):
         build(ModelConfig(path=str(path)), (8, 8, 1), 3)
     msg = _one_line(err)
     assert "10" in msg and "3" in msg
+
+
+# ---------------------------------------------------------------- each model's own options
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_registers_typed_options_and_a_valid_tiny(name):
+    import inspect
+
+    from pydantic import BaseModel
+
+    entry = MODELS.entry(name)
+    assert isinstance(entry.options, type) and issubclass(entry.options, BaseModel), (
+        f"{name}: register it with options=..."
+    )
+    assert entry.tiny, f"{name}: register a tiny set of options for tests"
+    entry.options.model_validate(dict(entry.tiny))
+    # build() calls the builder with every validated option: its keyword defaults must be the options' defaults.
+    keywords = {p.name: p.default for p in inspect.signature(entry.obj).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    assert keywords == {k: f.default for k, f in entry.options.model_fields.items()}
+
+
+def test_tiny_small_cnn_is_tiny():
+    model = build(ModelConfig(name="small_cnn", params=dict(MODELS.entry("small_cnn").tiny)), (8, 8, 1), 10)
+    assert model.count_params() < 10_000  # 4 and 8 filters, 16 dense units
+
+
+@pytest.mark.parametrize(
+    "name,params,needle",
+    [
+        ("small_cnn", {"filters": "x"}, "model.params.filters: Input should be a valid integer"),
+        ("small_cnn", {"dropout": 1.5}, "model.params.dropout: Input should be less than 1"),
+        ("vgg16", {"image_size": 16}, "image_size is 16x16"),
+        ("bert", {"dropout": -0.1}, "model.params.dropout: Input should be greater than or equal to 0"),
+    ],
+)
+def test_bad_param_fails_before_keras(name, params, needle):
+    with pytest.raises(ModelError) as err:
+        build(ModelConfig(name=name, params=params), (8, 8, 1), 10)
+    assert needle in _one_line(err)

@@ -24,10 +24,18 @@ def _run(pipeline: str, p50_scale: float = 1.0, dataset: str = "synthetic", cpus
     return Run(
         pipeline=pipeline,
         dataset=DatasetInfo(dataset, 100, 10, 40, 10, [8, 8, 1], "synthetic"),
-        results=[res("baseline", "float32", 0.90, 40_000, 2.0), res("baseline", "int8", 0.89, 10_000, 1.0),
-                 res("pruned", "int8", 0.88, 5_000, 0.5)],
-        transforms=[], training=[Training("baseline", 1, 1.0, 100.0, {"loss": 0.5})], stages=[Stage("data", 0.1)],
-        versions={"tfopt": "0.1.0"}, machine={"platform": "synthetic", "cpus": cpus}, config={}, created="2025-01-01T00:00:00Z",
+        results=[
+            res("baseline", "float32", 0.90, 40_000, 2.0),
+            res("baseline", "int8", 0.89, 10_000, 1.0),
+            res("pruned", "int8", 0.88, 5_000, 0.5),
+        ],
+        transforms=[],
+        training=[Training("baseline", 1, 1.0, 100.0, {"loss": 0.5})],
+        stages=[Stage("data", 0.1)],
+        versions={"tfopt": "0.1.0"},
+        machine={"platform": "synthetic", "cpus": cpus},
+        config={},
+        created="2025-01-01T00:00:00Z",
     )
 
 
@@ -70,8 +78,11 @@ def test_same_pipeline_twice_gets_distinct_names_and_notes(tmp_path: Path) -> No
 
 def test_compare_never_imports_tensorflow(tmp_path: Path) -> None:
     a = _run("a").save(tmp_path / "a.json")
-    code = (f"import sys; from tfopt.cli import main; rc = main(['compare', {str(a)!r}, '--out', {str(tmp_path / 'o')!r}]); "
-            "print('TF', 'tensorflow' in sys.modules); sys.exit(rc)")
+    code = (
+        "import sys; from tfopt.cli import main; "
+        f"rc = main(['compare', {str(a)!r}, '--out', {str(tmp_path / 'o')!r}]); "
+        "print('TF', 'tensorflow' in sys.modules); sys.exit(rc)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "TF False" in proc.stdout and (tmp_path / "o" / "report.html").is_file()

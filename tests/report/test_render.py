@@ -42,33 +42,68 @@ SYNTHETIC = {
     ("pruned", "float32"): (0.940, 41_000, 12_000, 0.50, 1.9, 2.4),
     ("pruned", "int8"): (0.938, 11_000, 5_000, 0.50, 0.8, 1.0),
 }
-LAYER_NAMES = ["sequential/conv2d/Conv2D", "sequential/dense/MatMul;sequential/dense/BiasAdd", "sequential/dense_1/MatMul"]
+LAYER_NAMES = [
+    "sequential/conv2d/Conv2D",
+    "sequential/dense/MatMul;sequential/dense/BiasAdd",
+    "sequential/dense_1/MatMul",
+]
 
 
 def _synthetic_run(variant_names: dict[str, str] | None = None) -> Run:
     names = variant_names or {}
     results = []
     for (variant, fmt), (acc, size, gz, sp, p50, p90) in SYNTHETIC.items():
-        layers = [LayerStats(n, 1000 * (i + 1), sp, 200 if fmt == "int8" else 900, "int8" if fmt == "int8" else "float32")
-                  for i, n in enumerate(LAYER_NAMES)]
-        results.append(Result(
-            variant=names.get(variant, variant), format=fmt, path=f"/synthetic/{variant}.{fmt}", accuracy=acc,
-            size_bytes=size, gzip_bytes=gz, sparsity=sp,
-            max_abs_diff=None if fmt == "keras" else 1e-6, tolerance=None if fmt == "keras" else 1e-5,
-            latency_ms=None if p50 is None else Latency(p50=p50, p90=p90, mean=p50 * 1.1, runs=50, threads=1),
-            layers=layers,
-        ))
+        layers = [
+            LayerStats(n, 1000 * (i + 1), sp, 200 if fmt == "int8" else 900, "int8" if fmt == "int8" else "float32")
+            for i, n in enumerate(LAYER_NAMES)
+        ]
+        results.append(
+            Result(
+                variant=names.get(variant, variant),
+                format=fmt,
+                path=f"/synthetic/{variant}.{fmt}",
+                accuracy=acc,
+                size_bytes=size,
+                gzip_bytes=gz,
+                sparsity=sp,
+                max_abs_diff=None if fmt == "keras" else 1e-6,
+                tolerance=None if fmt == "keras" else 1e-5,
+                latency_ms=None if p50 is None else Latency(p50=p50, p90=p90, mean=p50 * 1.1, runs=50, threads=1),
+                layers=layers,
+            )
+        )
     pruned = names.get("pruned", "pruned")
     return Run(
         pipeline="synthetic_report_test",
         dataset=DatasetInfo("synthetic", 100, 20, 50, 10, [8, 8, 1], "synthetic numbers (tests)"),
         results=results,
-        transforms=[TransformReport(pruned, "prune", {"target_sparsity": 0.5, "schedule": "polynomial"}, "tfmot",
-                                    [LayerDecision("conv2d", True), LayerDecision("dense", True),
-                                     LayerDecision("flatten", False, "no weights")])],
-        training=[Training("baseline", 3, 12.5, 4000.0, {"loss": 0.2, "accuracy": 0.95}),
-                  Training(pruned, 2, 8.0, 3900.0, {"loss": 0.25, "accuracy": 0.94}, strategy="MirroredStrategy", replicas=2,
-                           global_batch_size=64, precision="mixed_float16")],
+        transforms=[
+            TransformReport(
+                pruned,
+                "prune",
+                {"target_sparsity": 0.5, "schedule": "polynomial"},
+                "tfmot",
+                [
+                    LayerDecision("conv2d", True),
+                    LayerDecision("dense", True),
+                    LayerDecision("flatten", False, "no weights"),
+                ],
+            )
+        ],
+        training=[
+            Training("baseline", 3, 12.5, 4000.0, {"loss": 0.2, "accuracy": 0.95}),
+            Training(
+                pruned,
+                2,
+                8.0,
+                3900.0,
+                {"loss": 0.25, "accuracy": 0.94},
+                strategy="MirroredStrategy",
+                replicas=2,
+                global_batch_size=64,
+                precision="mixed_float16",
+            ),
+        ],
         stages=[Stage("train", 12.5), Stage("export", 3.0)],
         versions={"python": "3.11", "tensorflow": "synthetic"},
         machine={"cpu": "synthetic", "cores": 2},
@@ -122,9 +157,25 @@ def test_training_table_says_what_each_training_ran_on(run_json: Path) -> None:
     md = render(run_json)["markdown"].read_text(encoding="utf-8")
     header = next(line for line in md.splitlines() if line.startswith("| variant | epochs"))
     assert [c.strip() for c in header.strip("|").split("|")] == [
-        "variant", "epochs", "seconds", "examples/s", "strategy", "replicas", "global batch", "precision", "final metrics"]
-    rows = {r[0]: r for r in ([c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()
-                               if line.startswith("| baseline |") or line.startswith("| pruned |")) if len(r) == 9}
+        "variant",
+        "epochs",
+        "seconds",
+        "examples/s",
+        "strategy",
+        "replicas",
+        "global batch",
+        "precision",
+        "final metrics",
+    ]
+    rows = {
+        r[0]: r
+        for r in (
+            [c.strip() for c in line.strip("|").split("|")]
+            for line in md.splitlines()
+            if line.startswith("| baseline |") or line.startswith("| pruned |")
+        )
+        if len(r) == 9
+    }
     assert rows["pruned"][3:8] == ["3,900", "MirroredStrategy", "2", "64", "mixed_float16"]
     assert rows["baseline"][4:8] == ["–", "1", "–", "float32"]
 
@@ -165,7 +216,9 @@ def test_round_trip_through_run_json(run_json: Path) -> None:
 def test_shorten_layer_names() -> None:
     assert shorten_layer_names(LAYER_NAMES) == ["conv2d", "dense", "dense_1"]
     assert shorten_layer_names(["model/block_1/query/einsum/Einsum", "model/block_2/query/einsum/Einsum"]) == [
-        "block_1/query", "block_2/query"]
+        "block_1/query",
+        "block_2/query",
+    ]
     assert shorten_layer_names(["conv2d/kernel:0"]) == ["conv2d"]
     deep = [f"bert/layer_{i}/attention/{p}/einsum/Einsum" for i in range(2) for p in ("query", "key")]
     assert shorten_layer_names(deep) == ["layer_0/…/query", "layer_0/…/key", "layer_1/…/query", "layer_1/…/key"]
@@ -182,7 +235,9 @@ def test_render_run_object_needs_out_dir() -> None:
 
 
 def test_render_never_imports_tensorflow(run_json: Path) -> None:
-    code = (f"import sys, tfopt.report as r; r.render({str(run_json)!r}); "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+    code = (
+        f"import sys, tfopt.report as r; r.render({str(run_json)!r}); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # A pipeline small enough to run in seconds on 2 cores: tiny CNN, one epoch, two formats.
 TINY = (
     "name: tiny\ndata: {name: digits}\nmodel: {name: small_cnn, params: {filters: 4, dense: 16}}\n"
-    "train: {epochs: 1, batch_size: 64, verbose: 0}\nexport: [float32, int8]\nevaluate: {latency_runs: 5, latency_warmup: 1}\n"
+    "train: {epochs: 1, batch_size: 64, verbose: 0}\nexport: [float32, int8]\n"
+    "evaluate: {latency_runs: 5, latency_warmup: 1}\n"
 )
 
 
@@ -43,7 +44,9 @@ def files_under(folder: Path) -> list[Path]:
     """
     if not folder.exists():
         return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not (p.name.endswith(".lock") and p.stat().st_size == 0))
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and not (p.name.endswith(".lock") and p.stat().st_size == 0)
+    )
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

@@ -49,7 +49,10 @@ def _model(shape=(8, 8, 1), classes=10, lam=False, custom=False):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("model_files")
-    out = {name: d / name for name in ("good.keras", "lambda.keras", "lambda.h5", "shape28.keras", "five.keras", "custom.keras")}
+    out = {
+        name: d / name
+        for name in ("good.keras", "lambda.keras", "lambda.h5", "shape28.keras", "five.keras", "custom.keras")
+    }
     _model().save(out["good.keras"])
     _model(lam=True).save(out["lambda.keras"])
     _model(lam=True).save(out["lambda.h5"])
@@ -57,8 +60,13 @@ def files(tmp_path_factory) -> dict[str, Path]:
     _model(classes=5).save(out["five.keras"])
     _model(custom=True).save(out["custom.keras"])
     good = out["good.keras"].read_bytes()
-    for name, data in (("truncated.keras", good[: len(good) // 2]), ("text.keras", b"hello"), ("empty.keras", b""),
-                       ("garbage.h5", b"\x00" * 100), ("model.tflite", b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)):
+    for name, data in (
+        ("truncated.keras", good[: len(good) // 2]),
+        ("text.keras", b"hello"),
+        ("empty.keras", b""),
+        ("garbage.h5", b"\x00" * 100),
+        ("model.tflite", b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64),
+    ):
         out[name] = d / name
         out[name].write_bytes(data)
     out["weights_corrupt.keras"] = d / "weights_corrupt.keras"  # a valid zip whose weights file is garbage
@@ -82,7 +90,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
         ("weights_corrupt.keras", ["Cannot load .keras model", "Fix:"]),
         ("zip_not_model.keras", ["Cannot load .keras model", "config.json", "Fix:"]),
         ("model.tflite", ["Unsupported model file 'model.tflite'", "Fix:"]),
-        ("lambda.keras", ["Lambda layer", "refused in safe mode", "Fix: if you trust the file, set model.safe_mode: false"]),
+        (
+            "lambda.keras",
+            ["Lambda layer", "refused in safe mode", "Fix: if you trust the file, set model.safe_mode: false"],
+        ),
         ("lambda.h5", ["Lambda layer", "model.safe_mode: false"]),
         ("shape28.keras", ["expects inputs of shape (28, 28, 1)", "images are (8, 8, 1)", "Fix:"]),
         ("five.keras", ["outputs 5 classes but the dataset has 10", "Fix:"]),
@@ -121,18 +132,28 @@ def _prune_step(**params):
     from tfopt.transforms import Context, transform_class
 
     cls = transform_class("prune", "tf_keras")
-    return cls(cls.Config.model_validate({"final_sparsity": 0.5, **params}), Context(steps_per_epoch=4, finetune_epochs=1))
+    return cls(
+        cls.Config.model_validate({"final_sparsity": 0.5, **params}), Context(steps_per_epoch=4, finetune_epochs=1)
+    )
 
 
 def test_prune_layers_matching_nothing_names_the_layers() -> None:
     with pytest.raises(TransformError) as e:
         _prune_step(layers=["conv*"]).apply(_model())
     msg = str(e.value)
-    assert "prune matched no layer" in msg and "hidden" in msg and "classifier" in msg and "Fix: check prune.layers" in msg
+    assert (
+        "prune matched no layer" in msg and "hidden" in msg and "classifier" in msg and "Fix: check prune.layers" in msg
+    )
 
 
 def test_prune_of_a_custom_layer_names_it_and_suggests_skip() -> None:
-    with pytest.raises(TransformError, match=r"prune cannot handle layer 'scaled' \(ScaledDense\).*Fix: leave it as it is with prune: \{skip: \[scaled\]\}"):
+    with pytest.raises(
+        TransformError,
+        match=(
+            r"prune cannot handle layer 'scaled' \(ScaledDense\).*"
+            r"Fix: leave it as it is with prune: \{skip: \[scaled\]\}"
+        ),
+    ):
         _prune_step().apply(_model(custom=True))
 
 
@@ -141,7 +162,9 @@ def test_cluster_of_a_custom_layer_names_it_and_suggests_skip() -> None:
 
     cls = transform_class("cluster", "tf_keras")
     step = cls(cls.Config.model_validate({"number_of_clusters": 4}), Context(steps_per_epoch=4, finetune_epochs=1))
-    with pytest.raises(TransformError, match=r"cluster cannot handle layer 'scaled' \(ScaledDense\).*cluster: \{skip: \[scaled\]\}"):
+    with pytest.raises(
+        TransformError, match=r"cluster cannot handle layer 'scaled' \(ScaledDense\).*cluster: \{skip: \[scaled\]\}"
+    ):
         step.apply(_model(custom=True))
 
 
@@ -156,23 +179,41 @@ def test_prune_skips_an_unsupported_custom_layer_when_told(tmp_path) -> None:
 
 
 def test_cli_lambda_model_refused(files, tmp_path) -> None:
-    (tmp_path / "p.yaml").write_text(f"data: {{name: digits}}\nmodel: {{path: {files['lambda.keras']}}}\ntrain: {{epochs: 0}}\n")
-    assert_one_line_error(run_cli("run", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out")), "Lambda layer", "model.safe_mode: false")
+    (tmp_path / "p.yaml").write_text(
+        f"data: {{name: digits}}\nmodel: {{path: {files['lambda.keras']}}}\ntrain: {{epochs: 0}}\n"
+    )
+    assert_one_line_error(
+        run_cli("run", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out")),
+        "Lambda layer",
+        "model.safe_mode: false",
+    )
     assert files_under(tmp_path / "out") == []
 
 
 def test_cli_classes_do_not_match_labels(files, tmp_path) -> None:
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "three.npz", x=rng.random((60, 8, 8), dtype=np.float32), y=np.arange(60) % 3)
-    (tmp_path / "p.yaml").write_text(f"data: {{name: npz, path: {tmp_path / 'three.npz'}}}\nmodel: {{path: {files['good.keras']}}}\n")
-    assert_one_line_error(run_cli("run", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out")), "outputs 10 classes but the dataset has 3", "Fix:")
+    (tmp_path / "p.yaml").write_text(
+        f"data: {{name: npz, path: {tmp_path / 'three.npz'}}}\nmodel: {{path: {files['good.keras']}}}\n"
+    )
+    assert_one_line_error(
+        run_cli("run", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out")),
+        "outputs 10 classes but the dataset has 3",
+        "Fix:",
+    )
     assert files_under(tmp_path / "out") == []
 
 
 def test_cli_input_shape_does_not_match_data(files, tmp_path) -> None:
     np.savez(tmp_path / "big.npz", x=np.zeros((40, 28, 28), np.uint8), y=np.arange(40) % 10)
-    (tmp_path / "p.yaml").write_text(f"data: {{name: npz, path: {tmp_path / 'big.npz'}}}\nmodel: {{path: {files['good.keras']}}}\n")
-    assert_one_line_error(run_cli("run", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out")), "expects inputs of shape (8, 8, 1)", "(28, 28, 1)")
+    (tmp_path / "p.yaml").write_text(
+        f"data: {{name: npz, path: {tmp_path / 'big.npz'}}}\nmodel: {{path: {files['good.keras']}}}\n"
+    )
+    assert_one_line_error(
+        run_cli("run", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out")),
+        "expects inputs of shape (8, 8, 1)",
+        "(28, 28, 1)",
+    )
     assert files_under(tmp_path / "out") == []
 
 
@@ -180,6 +221,11 @@ def test_labels_beyond_class_names_are_a_data_error(tmp_path) -> None:
     from tfopt.config import DataConfig
     from tfopt.data import load
 
-    np.savez(tmp_path / "d.npz", x=np.zeros((30, 8, 8), np.float32), y=np.arange(30) % 5, class_names=np.array(["a", "b", "c"]))
+    np.savez(
+        tmp_path / "d.npz",
+        x=np.zeros((30, 8, 8), np.float32),
+        y=np.arange(30) % 5,
+        class_names=np.array(["a", "b", "c"]),
+    )
     with pytest.raises(DataError, match="labels go up to 4 but only 3 class names"):
         load(DataConfig(name="npz", path=str(tmp_path / "d.npz")))

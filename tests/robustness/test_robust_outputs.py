@@ -32,7 +32,11 @@ def _visible(files: dict[str, bytes]) -> dict[str, bytes]:
 
 def _leftovers(folder: Path) -> list[str]:
     """Temporary or partial names tfopt may create: none may survive a failure."""
-    return [p.name for p in folder.rglob("*") if ".tmp" in p.name or p.name.endswith((".partial", ".old")) or "write-check" in p.name]
+    return [
+        p.name
+        for p in folder.rglob("*")
+        if ".tmp" in p.name or p.name.endswith((".partial", ".old")) or "write-check" in p.name
+    ]
 
 
 # --- tfopt.io, in-process --------------------------------------------------------------------------

@@ -24,7 +24,8 @@ variants:
   pruned: [{prune: {final_sparsity: 0.6}}]
   clustered: [{cluster: {number_of_clusters: 8}}]
   qat: [qat]
-export: [{float32: {tolerance: 0.01}}, int8]  # a QAT model's float32 file runs its fake quantization slightly differently
+export: [{float32: {tolerance: 0.01}}, int8]  # a QAT model's float32 file runs its fake \
+quantization slightly differently
 evaluate: {latency_runs: 0}
 """
 
@@ -77,4 +78,3 @@ def test_qat_int8_file_keeps_the_keras_accuracy(mirrored_run) -> None:
     assert keras_acc >= 0.85
     assert abs(int8.accuracy - keras_acc) <= 0.02
     assert all(layer.quantized for layer in tflite_weight_stats(int8.path))
-

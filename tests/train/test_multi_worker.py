@@ -44,11 +44,21 @@ def _start_workers(yaml: Path, outs: list[Path], logs: list[Path], cluster: dict
     """``tfopt run`` as worker 0 and 1 of ``cluster``, each with its --out folder and its log file."""
     procs = []
     for index, (out, log) in enumerate(zip(outs, logs)):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-                   CUDA_VISIBLE_DEVICES="")
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            CUDA_VISIBLE_DEVICES="",
+        )
         with open(log, "w") as f:  # files, not pipes: a full pipe would stall a worker
-            procs.append(subprocess.Popen([sys.executable, "-m", "tfopt", "run", str(yaml), "--out", str(out)],
-                                          stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "tfopt", "run", str(yaml), "--out", str(out)],
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                    env=env,
+                )
+            )
     return procs
 
 
@@ -77,7 +87,8 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path: Path) ->
 
     run = load_run(tmp_path / "out0" / "reports" / "mw" / "run.json")
     assert [(t.variant, t.strategy, t.replicas, t.global_batch_size) for t in run.training] == [
-        ("baseline", "MultiWorkerMirroredStrategy", 2, 32), ("pruned/prune", "MultiWorkerMirroredStrategy", 2, 32)
+        ("baseline", "MultiWorkerMirroredStrategy", 2, 32),
+        ("pruned/prune", "MultiWorkerMirroredStrategy", 2, 32),
     ]
     layers = tflite_weight_stats(run.result("pruned", "float32").path)
     assert all(abs(layer.sparsity - 0.5) <= 0.02 for layer in layers), layers
@@ -104,7 +115,9 @@ def test_two_killed_workers_resume_from_the_chiefs_last_epoch(tmp_path: Path) ->
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while not marker.exists():
-            assert all(p.poll() is None for p in first), "a worker ended before the first backup:\n" + (tmp_path / "a0.log").read_text()[-3000:]
+            assert all(p.poll() is None for p in first), (
+                "a worker ended before the first backup:\n" + (tmp_path / "a0.log").read_text()[-3000:]
+            )
             assert time.monotonic() < deadline, f"no {marker} after {TIMEOUT_S} s"
             time.sleep(0.05)
     finally:
@@ -119,7 +132,9 @@ def test_two_killed_workers_resume_from_the_chiefs_last_epoch(tmp_path: Path) ->
     texts = [log.read_text() for log in logs]
     assert codes == [0, 0], "\n\n".join(t[-3000:] for t in texts)
     for text in texts:
-        assert re.search(r"baseline: resumed from the checkpoint of epoch [1-7]; continuing at epoch \d/8", text), text[-3000:]
+        assert re.search(r"baseline: resumed from the checkpoint of epoch [1-7]; continuing at epoch \d/8", text), text[
+            -3000:
+        ]
     run = load_run(out / "reports" / "mwr" / "run.json")
     assert [(t.variant, t.replicas) for t in run.training] == [("baseline", 2), ("pruned/prune", 2)]
     assert not (out / "reports" / ".mwr.checkpoints").exists()

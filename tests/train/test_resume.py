@@ -35,8 +35,12 @@ evaluate: {latency_runs: 0}
 
 def _start(yaml: Path, out: Path, log: Path) -> subprocess.Popen:
     with open(log, "w") as f:
-        return subprocess.Popen([sys.executable, "-m", "tfopt", "run", str(yaml), "--out", str(out)],
-                                stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tfopt", "run", str(yaml), "--out", str(out)],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
 
 def _kill_after(proc: subprocess.Popen, marker: Path, timeout: float = 240) -> None:
@@ -73,8 +77,13 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path: Path) -> None:
     assert 1 <= base_start < 12 and "Epoch 1/12" not in log2
 
     # 3. Same command again: the finished baseline is reloaded, not retrained; the fine-tune resumes.
-    third = subprocess.run([sys.executable, "-m", "tfopt", "run", str(yaml), "--out", str(out)],
-                           capture_output=True, text=True, cwd=ROOT, timeout=300)
+    third = subprocess.run(
+        [sys.executable, "-m", "tfopt", "run", str(yaml), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     log3 = third.stdout + third.stderr
     assert third.returncode == 0, log3[-3000:]
     assert "baseline: finished in an earlier invocation; reloaded" in log3
@@ -93,8 +102,13 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path: Path) -> None:
     assert not ckpt.exists(), "checkpoints are removed once the run is published"
 
     # 4. A finished run is not overwritten silently.
-    again = subprocess.run([sys.executable, "-m", "tfopt", "run", str(yaml), "--out", str(out)],
-                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "tfopt", "run", str(yaml), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert again.returncode == 2
     assert "already holds a finished run" in again.stderr and "--force" in again.stderr
 

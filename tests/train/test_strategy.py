@@ -11,7 +11,14 @@ import pytest
 from tfopt import config
 from tfopt.config import TrainConfig
 from tfopt.errors import ConfigError
-from tfopt.train.strategy import StrategyError, describe_strategy, global_batch_size, is_chief, read_tf_config, resolve_strategy
+from tfopt.train.strategy import (
+    StrategyError,
+    describe_strategy,
+    global_batch_size,
+    is_chief,
+    read_tf_config,
+    resolve_strategy,
+)
 
 
 def _resolve(**train):
@@ -43,9 +50,13 @@ def test_one_device_on_the_second_logical_cpu() -> None:
     assert strategy.extended.worker_devices[0].endswith("CPU:1")
 
 
-@pytest.mark.parametrize("train", [{"strategy": "mirrored", "devices": ["/cpu:0", "/gpu:7"]}, {"strategy": "one_device", "device": "/gpu:7"}])
+@pytest.mark.parametrize(
+    "train", [{"strategy": "mirrored", "devices": ["/cpu:0", "/gpu:7"]}, {"strategy": "one_device", "device": "/gpu:7"}]
+)
 def test_unknown_device_names_the_known_ones(train) -> None:
-    with pytest.raises(StrategyError, match=r"Device '/gpu:7' not found\. Known: .*/cpu:0, .*/cpu:1.*Fix: set train\.devices?"):
+    with pytest.raises(
+        StrategyError, match=r"Device '/gpu:7' not found\. Known: .*/cpu:0, .*/cpu:1.*Fix: set train\.devices?"
+    ):
         _resolve(**train)
 
 
@@ -78,7 +89,10 @@ def test_tf_config_chief_and_workers(monkeypatch) -> None:
         (None, "needs the TF_CONFIG environment variable, which is not set"),
         ("{cluster: }", "TF_CONFIG is not valid JSON"),
         (json.dumps({"cluster": CLUSTER}), "needs a 'cluster' and a 'task' mapping"),
-        (json.dumps({"cluster": CLUSTER, "task": {"type": "worker", "index": 2}}), "is not in its cluster (types: worker)"),
+        (
+            json.dumps({"cluster": CLUSTER, "task": {"type": "worker", "index": 2}}),
+            "is not in its cluster (types: worker)",
+        ),
     ],
 )
 def test_bad_tf_config_is_a_clear_error(monkeypatch, value, expected) -> None:
@@ -106,9 +120,18 @@ def test_unreachable_tpu_names_the_address_quickly() -> None:
     [
         ("{strategy: mirrored, device: /gpu:0}", "'device' applies to strategy one_device; for mirrored use 'devices'"),
         ("{strategy: one_device, devices: [/gpu:0]}", "'devices' applies to strategy mirrored, not one_device"),
-        ("{strategy: mirrored, cross_device_ops: ring}", "cross_device_ops 'ring' does not apply to strategy mirrored; known for it: nccl"),
-        ("{strategy: tpu, precision: mixed_float16}", "TPUs compute in bfloat16, not float16. Fix: use precision: mixed_bfloat16"),
-        ("{strategy: tpus}", "train.strategy: Input should be 'auto', 'one_device', 'mirrored', 'multi_worker' or 'tpu'"),
+        (
+            "{strategy: mirrored, cross_device_ops: ring}",
+            "cross_device_ops 'ring' does not apply to strategy mirrored; known for it: nccl",
+        ),
+        (
+            "{strategy: tpu, precision: mixed_float16}",
+            "TPUs compute in bfloat16, not float16. Fix: use precision: mixed_bfloat16",
+        ),
+        (
+            "{strategy: tpus}",
+            "train.strategy: Input should be 'auto', 'one_device', 'mirrored', 'multi_worker' or 'tpu'",
+        ),
         ("{precision: float16}", "train.precision: Input should be 'float32', 'mixed_float16' or 'mixed_bfloat16'"),
     ],
 )

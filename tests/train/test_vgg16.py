@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tfopt.backends import backend_for
 from tfopt import config, pipeline
 from tfopt._keras import keras
 from tfopt.errors import ModelError
@@ -29,7 +30,14 @@ def grey_vgg():
 def test_grey_28x28_in_ten_classes_out(grey_vgg) -> None:
     assert grey_vgg.input_shape == (None, 28, 28, 1) and grey_vgg.output_shape == (None, 10)
     assert grey_vgg.count_params() == BASE_PARAMS + HEAD_PARAMS == 14_848_586
-    assert [layer.name for layer in grey_vgg.layers[:6]] == ["image", "pad", "grey_to_rgb", "vgg16_preprocess", "vgg16_input", "block1_conv1"]
+    assert [layer.name for layer in grey_vgg.layers[:6]] == [
+        "image",
+        "pad",
+        "grey_to_rgb",
+        "vgg16_preprocess",
+        "vgg16_input",
+        "block1_conv1",
+    ]
     assert grey_vgg.get_layer("block5_pool").output_shape == (None, 1, 1, 512)
 
 
@@ -46,21 +54,30 @@ def test_freeze_base_trains_only_the_head() -> None:
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == 512 * 5 + 5 and model.count_params() == BASE_PARAMS + trainable
     assert not any(model.get_layer(name).trainable for name in BASE_LAYERS)
-    from tfopt.pipeline import _clone
 
-    assert not any(_clone(model).get_layer(name).trainable for name in BASE_LAYERS)  # variants keep it frozen
+    assert not any(
+        backend_for(model).clone(model).get_layer(name).trainable for name in BASE_LAYERS
+    )  # variants keep it frozen
 
 
 def test_resize_to_larger_images_and_rgb_input() -> None:
     model = vgg16((40, 40, 3), 3, image_size=[48, 64], dense=8)
-    assert model.get_layer("resize").output_shape == (None, 48, 64, 3) and "grey_to_rgb" not in [l.name for l in model.layers]
+    assert model.get_layer("resize").output_shape == (None, 48, 64, 3) and "grey_to_rgb" not in [
+        layer.name for layer in model.layers
+    ]
     assert model.get_layer("block5_pool").output_shape == (None, 1, 2, 512)
 
 
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({}, "vgg16 needs images of at least 32x32 (five 2x2 poolings), and the dataset's images are 28x28. Fix: set model.params.image_size: 32"),
+        (
+            {},
+            (
+                "vgg16 needs images of at least 32x32 (five 2x2 poolings), and the dataset's images are 28x28. "
+                "Fix: set model.params.image_size: 32"
+            ),
+        ),
         ({"image_size": 16}, "image_size is 16x16"),
         ({"image_size": 24, "fit": "pad"}, "image_size is 24x24"),
         ({"image_size": 32, "fit": "crop"}, "fit must be 'pad' or 'resize'"),
@@ -104,12 +121,17 @@ def test_weights_path_loads_the_base_by_layer_name(tmp_path) -> None:
     src.save_weights(tmp_path / "w.h5")
     loaded = vgg16((32, 32, 3), 4, weights=str(tmp_path / "w.h5"))  # another head: only the base is loaded
     for name in BASE_LAYERS:
-        assert all(np.array_equal(a, b) for a, b in zip(src.get_layer(name).get_weights(), loaded.get_layer(name).get_weights()))
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(src.get_layer(name).get_weights(), loaded.get_layer(name).get_weights())
+        )
 
     from tfopt.models.small_cnn import small_cnn
 
     small_cnn((8, 8, 1), 10).save_weights(tmp_path / "small.h5")
-    with pytest.raises(ModelError, match="has no weights for block1_conv1, block1_conv2, block2_conv1 ...: not a VGG16 base"):
+    with pytest.raises(
+        ModelError, match="has no weights for block1_conv1, block1_conv2, block2_conv1 ...: not a VGG16 base"
+    ):
         vgg16((32, 32, 3), 4, weights=str(tmp_path / "small.h5"))
 
 
@@ -128,7 +150,9 @@ def _fashion_slice(tmp_path: Path) -> str:
 
     full = load(DataConfig(name="fashion_mnist", val_fraction=0), seed=0)
     path = tmp_path / "fmnist_slice.npz"
-    np.savez(path, x_train=full.x_train[:320], y_train=full.y_train[:320], x_test=full.x_test[:200], y_test=full.y_test[:200])
+    np.savez(
+        path, x_train=full.x_train[:320], y_train=full.y_train[:320], x_test=full.x_test[:200], y_test=full.y_test[:200]
+    )
     return str(path)
 
 
@@ -138,12 +162,14 @@ def _vgg_pipeline(tmp_path: Path, variants: list[str]):
 
     cfg = config.load(ROOT / "pipelines" / "vgg16_fashion_mnist.yaml")
     assert set(variants) <= set(cfg.variants)
-    return cfg.model_copy(update={
-        "data": DataConfig(name="npz", path=_fashion_slice(tmp_path), val_fraction=0.1),
-        "train": cfg.train.model_copy(update={"epochs": 1, "batch_size": 32}),
-        "variants": {v: cfg.variants[v] for v in variants},
-        "evaluate": cfg.evaluate.model_copy(update={"latency_runs": 5}),
-    })
+    return cfg.model_copy(
+        update={
+            "data": DataConfig(name="npz", path=_fashion_slice(tmp_path), val_fraction=0.1),
+            "train": cfg.train.model_copy(update={"epochs": 1, "batch_size": 32}),
+            "variants": {v: cfg.variants[v] for v in variants},
+            "evaluate": cfg.evaluate.model_copy(update={"latency_runs": 5}),
+        }
+    )
 
 
 @pytest.mark.slow
@@ -159,7 +185,9 @@ def test_vgg16_fashion_mnist_pipeline_smoke(tmp_path) -> None:
     pruned = tflite_weight_stats(run.result("pruned_50", "int8").path)
     assert len(pruned) == 15 and all(abs(layer.sparsity - 0.5) <= 0.02 for layer in pruned)  # 13 conv, fc1, classifier
     clustered = tflite_weight_stats(run.result("clustered_16", "int8").path)
-    assert len(clustered) == 15 and all(layer.unique_per_channel <= 16 for layer in clustered)  # 16 centroids survive int8
+    assert len(clustered) == 15 and all(
+        layer.unique_per_channel <= 16 for layer in clustered
+    )  # 16 centroids survive int8
     assert all(layer.quantized for layer in tflite_weight_stats(run.result("qat", "int8").path))
 
 
@@ -170,10 +198,14 @@ def _total_ram_gb() -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_total_ram_gb() < 12, reason=(
-    "PCQAT on VGG16 needs about 8 GB: its QAT fine-tune peaks at 7.3-7.6 GB (tfmot's cluster-preserving "
-    "quantizers keep three extra tensors per kernel); the int8 conversion adds nothing since Qat.strip "
-    "hands on a plain-QAT twin (it needed 18.7 GB before)"))
+@pytest.mark.skipif(
+    _total_ram_gb() < 12,
+    reason=(
+        "PCQAT on VGG16 needs about 8 GB: its QAT fine-tune peaks at 7.3-7.6 GB (tfmot's cluster-preserving "
+        "quantizers keep three extra tensors per kernel); the int8 conversion adds nothing since Qat.strip "
+        "hands on a plain-QAT twin (it needed 18.7 GB before)"
+    ),
+)
 def test_vgg16_pcqat_smoke(tmp_path) -> None:
     """The PCQAT variant (prune -> cluster -> QAT, each preserving the previous) of the VGG16 pipeline."""
     from tfopt.evaluate.weights import tflite_weight_stats

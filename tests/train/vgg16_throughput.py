@@ -70,4 +70,8 @@ def main(n_train: int = 1280, batch: int = 64) -> dict:
 
 if __name__ == "__main__":
     result = main()
-    print(json.dumps({k: round(v, 1) if isinstance(v, float) else [round(a, 2) for a in v] for k, v in result.items()}, indent=1))
+    print(
+        json.dumps(
+            {k: round(v, 1) if isinstance(v, float) else [round(a, 2) for a in v] for k, v in result.items()}, indent=1
+        )
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -13,28 +12,21 @@ from tfopt.config import ExportSpec
 from tfopt.evaluate.litert import TfliteRunner
 from tfopt.evaluate.weights import tflite_weight_stats
 from tfopt.export import convert
-from tfopt.pipeline import _clone
-from tfopt.train import compile_model
-from tfopt.transforms import TRANSFORMS, Context
+from tfopt.pipeline import Recipe, apply_steps
 
 
-def _run_chain(model: Any, digits: Any, steps: list[tuple[str, dict]], epochs: int = 2, log_dir: Optional[Path] = None) -> tuple[list, Any]:
-    """Apply, fine-tune and strip each (name, params) step in turn; later steps see the earlier ones."""
-    done: list = []
-    model = _clone(model)
-    for i, (name, params) in enumerate(steps):
-        cls = TRANSFORMS.get(name)
-        ctx = Context(
-            steps_per_epoch=math.ceil(len(digits.x_train) / 32), finetune_epochs=epochs,
-            log_dir=None if log_dir is None else log_dir / f"{i}_{name}", previous=tuple(t.name for t in done),
-        )
-        step = cls(cls.Config(**params), ctx)
-        model = step.apply(model)
-        compile_model(model, "adam", 5e-4)
-        model.fit(digits.x_train, digits.y_train, epochs=epochs, batch_size=32, verbose=0, callbacks=step.callbacks())
-        model = step.strip(model)
-        done.append(step)
-    return done, model
+def _run_chain(
+    model: Any, digits: Any, steps: list[tuple[str, dict]], epochs: int = 2, log_dir: Optional[Path] = None
+) -> tuple[list, Any]:
+    """Apply, fine-tune and strip each (name, params) step in turn with the pipeline's own step loop.
+
+    Returns each step's TransformReport (backend label, per-layer decisions) and the stripped model.
+    """
+    recipe = Recipe(epochs=epochs, batch_size=32, learning_rate=5e-4, seed=0)
+    applied = apply_steps(
+        model, [{name: params} for name, params in steps], digits, recipe, log_dir=log_dir, log=lambda _: None
+    )
+    return applied.reports, applied.model
 
 
 def _export(model: Any, digits: Any, path: Path, fmt: str = "int8", **opts) -> tuple[list, float]:

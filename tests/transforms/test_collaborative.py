@@ -10,7 +10,7 @@ import numpy as np
 
 from tfopt.evaluate.litert import TfliteRunner
 from tfopt.train import compile_model
-from tfopt.transforms import TRANSFORMS, Context
+from tfopt.transforms import TECHNIQUES, Context
 
 SPARSITY, CLUSTERS = 0.6, 8
 
@@ -25,7 +25,9 @@ def test_pqat_keeps_the_sparsity_in_the_int8_file(trained_small_cnn, digits, tmp
     assert acc >= 0.93  # digits test split
 
 
-def test_plain_qat_after_prune_would_lose_the_sparsity(trained_small_cnn, digits, tmp_path, run_chain, export_file) -> None:
+def test_plain_qat_after_prune_would_lose_the_sparsity(
+    trained_small_cnn, digits, tmp_path, run_chain, export_file
+) -> None:
     """The control for the test above: without the preserving scheme the zeros come back."""
     from tfopt._keras import tfmot
     from tfopt.train import compile_model
@@ -40,7 +42,9 @@ def test_plain_qat_after_prune_would_lose_the_sparsity(trained_small_cnn, digits
 
 def test_cqat_keeps_the_clusters_in_the_int8_file(trained_small_cnn, digits, tmp_path, run_chain, export_file) -> None:
     steps, model = run_chain(trained_small_cnn, digits, [("cluster", {"number_of_clusters": CLUSTERS}), ("qat", {})])
-    assert steps[1].backend == "tf_keras: tfmot CQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=False)"
+    assert (
+        steps[1].backend == "tf_keras: tfmot CQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=False)"
+    )
     layers, acc = export_file(model, digits, tmp_path / "cqat.tflite")
     assert len(layers) == 4
     for s in layers:  # int8 scales are per output channel for convolutions: count per channel
@@ -48,13 +52,18 @@ def test_cqat_keeps_the_clusters_in_the_int8_file(trained_small_cnn, digits, tmp
     assert acc >= 0.90
 
 
-def test_pcqat_keeps_sparsity_and_clusters_in_the_int8_file(trained_small_cnn, digits, tmp_path, run_chain, export_file) -> None:
+def test_pcqat_keeps_sparsity_and_clusters_in_the_int8_file(
+    trained_small_cnn, digits, tmp_path, run_chain, export_file
+) -> None:
     steps, model = run_chain(
-        trained_small_cnn, digits,
+        trained_small_cnn,
+        digits,
         [("prune", {"final_sparsity": SPARSITY}), ("cluster", {"number_of_clusters": CLUSTERS}), ("qat", {})],
     )
     assert steps[1].backend == "tf_keras: tfmot sparsity-preserving clustering (after prune)"
-    assert steps[2].backend == "tf_keras: tfmot PCQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=True)"
+    assert (
+        steps[2].backend == "tf_keras: tfmot PCQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=True)"
+    )
     layers, acc = export_file(model, digits, tmp_path / "pcqat.tflite")
     assert len(layers) == 4
     for s in layers:
@@ -63,32 +72,47 @@ def test_pcqat_keeps_sparsity_and_clusters_in_the_int8_file(trained_small_cnn, d
     assert acc >= 0.90
 
 
-def test_cluster_preserving_qat_strips_to_an_equivalent_plain_qat_model(trained_small_cnn, digits, tmp_path, run_chain, export_file) -> None:
+def test_cluster_preserving_qat_strips_to_an_equivalent_plain_qat_model(
+    trained_small_cnn, digits, tmp_path, run_chain, export_file
+) -> None:
     """strip() hands on the CQAT/PCQAT model rebuilt under the default 8-bit scheme: same Keras outputs,
     same int8 file contents, none of the per-weight cluster variables (which made a full VGG16's int8
     conversion need ~19 GB), and an .h5 that loads back (tfmot cannot load a CQAT/PCQAT file)."""
-    from tfopt._keras import keras
-    from tfopt.transforms.qat import quantize_scope, save_qat_model
+    from tfopt.backends import backend_for
 
-    steps, clustered = run_chain(trained_small_cnn, digits, [("prune", {"final_sparsity": SPARSITY}), ("cluster", {"number_of_clusters": CLUSTERS})], epochs=1)
-    cls = TRANSFORMS.get("qat")
+    steps, clustered = run_chain(
+        trained_small_cnn,
+        digits,
+        [("prune", {"final_sparsity": SPARSITY}), ("cluster", {"number_of_clusters": CLUSTERS})],
+        epochs=1,
+    )
+    cls = TECHNIQUES.get("qat").for_backend("tf_keras")
     qat = cls(cls.Config(), Context(steps_per_epoch=4, finetune_epochs=1, previous=("prune", "cluster")))
     raw = qat.apply(clustered)
     compile_model(raw, "adam", 5e-4)
     raw.fit(digits.x_train[:128], digits.y_train[:128], epochs=1, batch_size=32, verbose=0)
     twin = qat.strip(raw)
     assert twin is not raw
-    assert not [w.name for w in twin.weights if "cluster_centroids" in w.name or "pulling_indices" in w.name or "ori_weights" in w.name]
+    assert not [
+        w.name
+        for w in twin.weights
+        if "cluster_centroids" in w.name or "pulling_indices" in w.name or "ori_weights" in w.name
+    ]
     assert [w.name for w in raw.weights if "pulling_indices" in w.name]  # the raw model had them
     assert np.array_equal(twin.predict(digits.x_test, verbose=0), raw.predict(digits.x_test, verbose=0))
 
     raw_layers, raw_acc = export_file(raw, digits, tmp_path / "raw.tflite")
     twin_layers, twin_acc = export_file(twin, digits, tmp_path / "twin.tflite")
     assert twin_acc == raw_acc
-    assert np.array_equal(TfliteRunner(tmp_path / "raw.tflite").predict(digits.x_test), TfliteRunner(tmp_path / "twin.tflite").predict(digits.x_test))
-    assert [(s.name, s.sparsity, s.unique_per_channel) for s in twin_layers] == [(s.name, s.sparsity, s.unique_per_channel) for s in raw_layers]
+    assert np.array_equal(
+        TfliteRunner(tmp_path / "raw.tflite").predict(digits.x_test),
+        TfliteRunner(tmp_path / "twin.tflite").predict(digits.x_test),
+    )
+    assert [(s.name, s.sparsity, s.unique_per_channel) for s in twin_layers] == [
+        (s.name, s.sparsity, s.unique_per_channel) for s in raw_layers
+    ]
 
-    save_qat_model(twin, tmp_path / "pcqat.h5")
-    with quantize_scope():
-        back = keras().models.load_model(tmp_path / "pcqat.h5", compile=False)
+    backend = backend_for(twin)
+    backend.save(twin, tmp_path / "pcqat.h5")
+    back = backend.load(tmp_path / "pcqat.h5")
     assert np.array_equal(back.predict(digits.x_test, verbose=0), raw.predict(digits.x_test, verbose=0))

@@ -8,12 +8,12 @@ import re
 import numpy as np
 import pytest
 
+from tfopt.backends import backend_for
 from tfopt.config import ExportSpec
 from tfopt.errors import TransformError
 from tfopt.evaluate.litert import TfliteRunner
 from tfopt.evaluate.weights import keras_weight_stats, overall_sparsity, tflite_weight_stats
 from tfopt.export import convert
-from tfopt.pipeline import _clone
 from tfopt.train import compile_model
 from tfopt.transforms import Context
 from tfopt.transforms.prune import Prune, PruneConfig
@@ -22,7 +22,7 @@ from tfopt.transforms.prune import Prune, PruneConfig
 def _prune(model, digits, epochs: int = 3, **params):
     ctx = Context(steps_per_epoch=math.ceil(len(digits.x_train) / 32), finetune_epochs=epochs)
     t = Prune(PruneConfig(**params), ctx)
-    wrapped = t.apply(_clone(model))
+    wrapped = t.apply(backend_for(model).clone(model))
     compile_model(wrapped, "adam", 5e-4)
     wrapped.fit(digits.x_train, digits.y_train, epochs=epochs, batch_size=32, verbose=0, callbacks=t.callbacks())
     return t, t.strip(wrapped)
@@ -56,19 +56,21 @@ def test_skip_patterns_leave_layers_dense(trained_small_cnn, digits) -> None:
 def test_matching_no_layer_is_a_clear_error(trained_small_cnn) -> None:
     t = Prune(PruneConfig(final_sparsity=0.5, layers=["nothing*"]), Context(10, 1))
     with pytest.raises(TransformError, match="matched no layer"):
-        t.apply(_clone(trained_small_cnn))
+        t.apply(backend_for(trained_small_cnn).clone(trained_small_cnn))
 
 
 def test_begin_step_past_end_is_refused(trained_small_cnn) -> None:
     t = Prune(PruneConfig(final_sparsity=0.5, begin_step=1000), Context(10, 2))
     with pytest.raises(TransformError, match="begin_step=1000 is past the end"):
-        t.apply(_clone(trained_small_cnn))
+        t.apply(backend_for(trained_small_cnn).clone(trained_small_cnn))
 
 
 # --- structured sparsity, layer types, custom layers, summaries, chain order -------------------
 
 
-def test_2_4_pattern_holds_in_every_pruned_kernel_of_the_int8_file(trained_small_cnn, digits, tmp_path, run_chain, export_file) -> None:
+def test_2_4_pattern_holds_in_every_pruned_kernel_of_the_int8_file(
+    trained_small_cnn, digits, tmp_path, run_chain, export_file
+) -> None:
     steps, model = run_chain(trained_small_cnn, digits, [("prune", {"sparsity_m_by_n": "2:4", "skip": ["conv1"]})])
     layers, acc = export_file(model, digits, tmp_path / "p24.tflite")
     by_layer = {s.layer: s for s in layers}
@@ -79,7 +81,7 @@ def test_2_4_pattern_holds_in_every_pruned_kernel_of_the_int8_file(trained_small
         assert abs(s.sparsity - 0.5) <= 0.02, s
     assert by_layer["conv1"].sparsity < 0.01  # skipped
     assert acc >= 0.90  # digits test split, 359 images, after 2 fine-tune epochs
-    assert [d.reason for d in steps[0].describe() if d.applied] == ["2:4 structured"] * 3
+    assert [d.reason for d in steps[0].layers if d.applied] == ["2:4 structured"] * 3
 
 
 def test_m_by_n_check_agrees_with_tfmot(rng) -> None:
@@ -99,17 +101,23 @@ def test_m_by_n_check_agrees_with_tfmot(rng) -> None:
 def test_layer_types_select_layers(trained_small_cnn, digits, run_chain) -> None:
     from tfopt.evaluate.weights import keras_weight_stats
 
-    steps, model = run_chain(trained_small_cnn, digits, [("prune", {"final_sparsity": 0.6, "layer_types": ["Dense"]})], epochs=1)
+    steps, model = run_chain(
+        trained_small_cnn, digits, [("prune", {"final_sparsity": 0.6, "layer_types": ["Dense"]})], epochs=1
+    )
     by_layer = {s.layer: s.sparsity for s in keras_weight_stats(model)}
     assert by_layer["conv1"] < 0.01 and by_layer["conv2"] < 0.01
     assert abs(by_layer["dense1"] - 0.6) <= 0.02 and abs(by_layer["classifier"] - 0.6) <= 0.02
-    assert {d.layer: d.reason for d in steps[0].describe() if not d.applied} == {
-        "conv1": "type Conv2D not in 'layer_types'", "conv2": "type Conv2D not in 'layer_types'"}
+    assert {d.layer: d.reason for d in steps[0].layers if not d.applied} == {
+        "conv1": "type Conv2D not in 'layer_types'",
+        "conv2": "type Conv2D not in 'layer_types'",
+    }
 
 
 def test_unknown_layer_type_is_refused(trained_small_cnn) -> None:
     t = Prune(PruneConfig(final_sparsity=0.5, layer_types=["Conv2d"]), Context(10, 1))
-    with pytest.raises(TransformError, match=r"no layer of model 'small_cnn' has type Conv2d \(types present: .*Conv2D"):
+    with pytest.raises(
+        TransformError, match=r"no layer of model 'small_cnn' has type Conv2d \(types present: .*Conv2D"
+    ):
         t.apply(trained_small_cnn)
 
 
@@ -126,7 +134,9 @@ def _prunable_dense_class():
             self.units = units
 
         def build(self, input_shape):
-            self.kernel = self.add_weight(name="kernel", shape=(int(input_shape[-1]), self.units), initializer="glorot_uniform")
+            self.kernel = self.add_weight(
+                name="kernel", shape=(int(input_shape[-1]), self.units), initializer="glorot_uniform"
+            )
             self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
         def call(self, inputs):
@@ -157,12 +167,12 @@ def test_custom_layer_pruned_through_prunable_layer(digits, tmp_path, run_chain,
     custom = [s for s in layers if s.size == 64 * 48]
     assert len(custom) == 1 and abs(custom[0].sparsity - 0.6) <= 0.02, layers
     assert acc >= 0.85  # a 1-hidden-layer MLP on 8x8 digits
-    assert [d.layer for d in steps[0].describe() if d.applied] == ["custom"]
+    assert [d.layer for d in steps[0].layers if d.applied] == ["custom"]
 
 
 def test_pruning_summaries_written_to_the_log_dir(trained_small_cnn, digits, tmp_path, run_chain) -> None:
     run_chain(trained_small_cnn, digits, [("prune", {"final_sparsity": 0.5})], epochs=1, log_dir=tmp_path)
-    assert list((tmp_path / "0_prune").rglob("events.out.tfevents.*"))
+    assert list((tmp_path / "1_prune").rglob("events.out.tfevents.*"))
 
 
 @pytest.mark.parametrize(
@@ -180,7 +190,9 @@ def test_prune_config_errors(params, problem) -> None:
 
     import yaml
 
-    text = yaml.safe_dump({"data": {"name": "digits"}, "model": {"name": "small_cnn"}, "variants": {"v": [{"prune": params}]}})
+    text = yaml.safe_dump(
+        {"data": {"name": "digits"}, "model": {"name": "small_cnn"}, "variants": {"v": [{"prune": params}]}}
+    )
     with pytest.raises(ConfigError, match=re.escape(problem)):
         loads(text)
 

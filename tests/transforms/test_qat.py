@@ -10,7 +10,9 @@ from tfopt.transforms import Context
 from tfopt.transforms.qat import Qat, QatConfig
 
 
-def test_qat_int8_file_within_one_point_of_the_float_model(trained_small_cnn, digits, tmp_path, run_chain, export_file, accuracy_of) -> None:
+def test_qat_int8_file_within_one_point_of_the_float_model(
+    trained_small_cnn, digits, tmp_path, run_chain, export_file, accuracy_of
+) -> None:
     float_acc = accuracy_of(trained_small_cnn, digits)
     steps, model = run_chain(trained_small_cnn, digits, [("qat", {})])
     layers, int8_acc = export_file(model, digits, tmp_path / "qat.tflite")
@@ -24,7 +26,7 @@ def test_quantize_only_some_layers(trained_small_cnn, digits, tmp_path, run_chai
     steps, model = run_chain(trained_small_cnn, digits, [("qat", {"skip": ["classifier"]})], epochs=1)
     names = [layer.name for layer in model.layers]
     assert "classifier" in names and "quant_classifier" not in names and "quant_dense1" in names
-    skipped = {d.layer: d.reason for d in steps[0].describe() if not d.applied}
+    skipped = {d.layer: d.reason for d in steps[0].layers if not d.applied}
     assert skipped == {"classifier": "skipped by pattern 'classifier'"}
     _, acc = export_file(model, digits, tmp_path / "part.tflite", fmt="dynamic")
     assert acc >= 0.9
@@ -53,27 +55,26 @@ def test_unsupported_layer_named_with_the_fix(digits) -> None:
     msg = str(err.value)
     assert msg == (
         "QAT cannot quantize layer 'bn' (BatchNormalization): tfmot quantizes a BatchNormalization only right after a "
-        "Conv2D or DepthwiseConv2D, where it is folded in. Fix: leave it in float with qat: {skip: [bn]}. Received: layer='bn'"
+        "Conv2D or DepthwiseConv2D, where it is folded in. Fix: leave it in float with qat: {skip: [bn]}. "
+        "Received: layer='bn'"
     )
     quantized = Qat(QatConfig(skip=["bn"]), Context(10, 1)).apply(model)  # the suggested fix works
     assert "bn" in [layer.name for layer in quantized.layers]
 
 
 def test_qat_model_clones_saves_and_loads_as_h5(trained_small_cnn, digits, tmp_path, run_chain) -> None:
-    from tfopt._keras import keras
-    from tfopt.pipeline import _clone
-    from tfopt.transforms.qat import quantize_scope
-
-    from tfopt.transforms.qat import model_file_suffix
+    from tfopt.backends import backend_for
 
     _, model = run_chain(trained_small_cnn, digits, [("qat", {})], epochs=1)
-    assert model_file_suffix(model) == ".h5" and model_file_suffix(trained_small_cnn) == ".keras"
-    copy = _clone(model)  # what the pipeline saves as <variant>.h5
-    copy.save(tmp_path / "qat.h5")
-    with quantize_scope():
-        loaded = keras().models.load_model(tmp_path / "qat.h5")
+    backend = backend_for(model)
+    assert backend.file_suffix(model) == ".h5" and backend.file_suffix(trained_small_cnn) == ".keras"
+    assert backend.fake_quantized(model) and not backend.fake_quantized(trained_small_cnn)
+    backend.clone(model).save(tmp_path / "copy.h5")  # a QAT model clones inside tfmot's scope
+    backend.save(model, tmp_path / "qat.h5")  # what the pipeline saves as <variant>.h5
     x = digits.x_test[:64]
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    for name in ("copy.h5", "qat.h5"):
+        loaded = backend.load(tmp_path / name)
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
 
 
 @pytest.mark.parametrize("fmt", ["float32", "float16", "lq_dynamic_int8"])

@@ -1,8 +1,20 @@
 """Registered datasets: each returns real data as numpy arrays, split into train/val/test.
 
-A loader is a function ``(DataConfig) -> Arrays`` registered with ``@DATASETS.register(name)``.
-It returns either the whole set (``x``, ``y``: split here with the config's fractions and the
-pipeline seed, stratified) or the publisher's own train/test split. Nothing is downloaded.
+A loader is a function ``(options) -> Arrays`` registered with
+``@DATASETS.register(name, options=Options)``: ``Options`` is the dataset's own pydantic class
+(``path``, ``image_size`` ... where it uses them), so a key another dataset takes is refused for
+this one, at load with ``file:line``. The split keys (``test_fraction``, ``val_fraction``,
+``subset``) are common to all and applied here. A loader returns either the whole set (``x``,
+``y``: split here with the config's fractions and the pipeline seed, stratified) or the
+publisher's own train/test split. Nothing is downloaded.
+
+Example::
+
+    class Options(Strict):
+        path: Optional[str] = Field(None, description="a folder holding the files")
+
+    @DATASETS.register("my_data", options=Options)
+    def load_my_data(options: Options) -> Arrays: ...
 """
 
 from __future__ import annotations
@@ -11,10 +23,12 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+from pydantic import BaseModel
 
-from tfopt.config import DataConfig
 from tfopt.errors import DataError
+from tfopt.options import parse_options
 from tfopt.registry import Registry
+from tfopt.schema import DataConfig
 
 
 @dataclass(frozen=True)
@@ -116,15 +130,32 @@ def _as_inputs(x: np.ndarray, name: str) -> np.ndarray:
     return _as_images(x, name)
 
 
-def load(cfg: DataConfig, seed: int = 0) -> Splits:
-    """Load a registered dataset and split it reproducibly.
+def options(cfg: DataConfig) -> BaseModel:
+    """The named dataset's typed options, from the keys of ``cfg`` beyond name and the split keys.
 
     Raises:
-        DataError: unknown name, missing files, or inconsistent arrays.
+        DataError: unknown dataset, or a key it does not take, or a bad value (one line each).
     """
     if cfg.name not in DATASETS:
         raise DataError(DATASETS.unknown_message(cfg.name))
-    arrays: Arrays = DATASETS.get(cfg.name)(cfg)
+    return parse_options(
+        DATASETS.entry(cfg.name),
+        cfg.options,
+        prefix=("data",),
+        owner=f"dataset {cfg.name!r}",
+        error=DataError,
+        common=tuple(DataConfig.model_fields),
+    )
+
+
+def load(cfg: DataConfig, seed: int = 0) -> Splits:
+    """Load a registered dataset with its typed options and split it reproducibly.
+
+    Raises:
+        DataError: unknown name, bad options, missing files, or inconsistent arrays.
+    """
+    typed = options(cfg)  # first: it words an unknown name as a DataError
+    arrays: Arrays = DATASETS.get(cfg.name)(typed)
     if arrays.x is not None:
         x, y = _as_inputs(arrays.x, cfg.name), np.asarray(arrays.y).astype("int64")
         _check_pairs(x, y, cfg.name, "x/y")
@@ -135,7 +166,10 @@ def load(cfg: DataConfig, seed: int = 0) -> Splits:
         _check_pairs(x_train, y_train, cfg.name, "train")
         _check_pairs(x_test, y_test, cfg.name, "test")
         if x_train.shape[1:] != x_test.shape[1:]:
-            raise DataError(f"Dataset {cfg.name!r}: train images {x_train.shape[1:]} and test images {x_test.shape[1:]} differ in shape.")
+            raise DataError(
+                f"Dataset {cfg.name!r}: train images {x_train.shape[1:]} "
+                f"and test images {x_test.shape[1:]} differ in shape."
+            )
     if cfg.subset is not None:
         x_train, y_train = x_train[: cfg.subset], y_train[: cfg.subset]
     if cfg.val_fraction > 0:
@@ -145,17 +179,23 @@ def load(cfg: DataConfig, seed: int = 0) -> Splits:
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     names = arrays.class_names or [str(i) for i in range(num_classes)]
     if len(names) < num_classes:
-        raise DataError(f"Dataset {cfg.name!r}: labels go up to {num_classes - 1} but only {len(names)} class names are given.")
+        raise DataError(
+            f"Dataset {cfg.name!r}: labels go up to {num_classes - 1} but only {len(names)} class names are given."
+        )
     return Splits(cfg.name, arrays.source, x_train, y_train, x_val, y_val, x_test, y_test, list(names))
 
 
 def _check_pairs(x: np.ndarray, y: np.ndarray, name: str, part: str) -> None:
     if len(x) != len(y):
-        raise DataError(f"Dataset {name!r} ({part}): {len(x)} images but {len(y)} labels. Fix: give one label per image.")
+        raise DataError(
+            f"Dataset {name!r} ({part}): {len(x)} images but {len(y)} labels. Fix: give one label per image."
+        )
     if len(x) == 0:
         raise DataError(f"Dataset {name!r} ({part}) is empty.")
     if y.ndim != 1 or (y < 0).any():
-        raise DataError(f"Dataset {name!r} ({part}): labels must be non-negative integers in a 1-D array, got shape {y.shape}.")
+        raise DataError(
+            f"Dataset {name!r} ({part}): labels must be non-negative integers in a 1-D array, got shape {y.shape}."
+        )
 
 
 def _register_builtins() -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-import numpy as np
+from typing import Optional
 
-from tfopt.config import DataConfig
+import numpy as np
+from pydantic import Field
+
 from tfopt.data import DATASETS, Arrays
 from tfopt.errors import DataError
+from tfopt.schema import Strict
 
 SEARCH_DIRS = (Path("/usr/share/datasets/fashion-mnist"), Path.home() / ".keras" / "datasets" / "fashion-mnist")
 FILES = {
@@ -32,19 +35,27 @@ def read_idx(path: Path) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        raise DataError(f"Cannot read idx file {path} (truncated or corrupt?): {e}. Fix: reinstall the dataset files.") from None
+        raise DataError(
+            f"Cannot read idx file {path} (truncated or corrupt?): {e}. Fix: reinstall the dataset files."
+        ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path} is not an idx file of unsigned bytes. Fix: point data.path at the Fashion-MNIST idx files.")
+        raise DataError(
+            f"{path} is not an idx file of unsigned bytes. Fix: point data.path at the Fashion-MNIST idx files."
+        )
     ndim = raw[3]
     offset = 4 + 4 * ndim
     if len(raw) < offset:
-        raise DataError(f"{path} is truncated: its header needs {offset} bytes, found {len(raw)}. Fix: reinstall the dataset files.")
+        raise DataError(
+            f"{path} is truncated: its header needs {offset} bytes, found {len(raw)}. Fix: reinstall the dataset files."
+        )
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     data = np.frombuffer(raw, np.uint8, offset=offset)
     expected = int(np.prod(dims))
     if data.size != expected:
         problem = "is truncated" if data.size < expected else "has more data than its header says"
-        raise DataError(f"{path} {problem}: expected {expected} values, found {data.size}. Fix: reinstall the dataset files.")
+        raise DataError(
+            f"{path} {problem}: expected {expected} values, found {data.size}. Fix: reinstall the dataset files."
+        )
     return data.reshape(dims)
 
 
@@ -56,9 +67,16 @@ def _find(name: str, dirs: list[Path]) -> Path | None:
     return None
 
 
-@DATASETS.register("fashion_mnist")
-def load_fashion_mnist(cfg: DataConfig) -> Arrays:
-    dirs = [Path(cfg.path).expanduser()] if cfg.path else list(SEARCH_DIRS)
+class Options(Strict):
+    path: Optional[str] = Field(
+        None, description="the folder holding the four idx files; default: the Debian package, then Keras' cache"
+    )
+
+
+@DATASETS.register("fashion_mnist", options=Options)
+def load_fashion_mnist(options: Options) -> Arrays:
+    """Fashion-MNIST: 70,000 real 28x28 grey clothing images, 10 classes (Debian dataset-fashion-mnist)."""
+    dirs = [Path(options.path).expanduser()] if options.path else list(SEARCH_DIRS)
     found = {k: _find(v, dirs) for k, v in FILES.items()}
     missing = [FILES[k] for k, p in found.items() if p is None]
     if missing:

@@ -4,29 +4,43 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Literal, Optional
 
 import numpy as np
+from pydantic import Field, PositiveInt
 
-from tfopt.config import DataConfig
 from tfopt.data import DATASETS, Arrays
 from tfopt.errors import DataError
+from tfopt.schema import Strict
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+_NPZ_PATH = "an .npz file with x_train/y_train/x_test/y_test (or x/y)"
+_FOLDER_PATH = "a folder with one sub-folder of images per class"
 
 
-def _need_path(cfg: DataConfig, what: str) -> Path:
-    if not cfg.path:
-        raise DataError(f"Dataset {cfg.name!r} needs data.path: {what}.")
-    path = Path(cfg.path).expanduser()
-    if not path.exists():
-        raise DataError(f"Dataset {cfg.name!r}: {path} does not exist. Fix: set data.path to {what}.")
-    return path
+class NpzOptions(Strict):
+    path: str = Field(min_length=1, description=_NPZ_PATH)
 
 
-@DATASETS.register("npz")
-def load_npz(cfg: DataConfig) -> Arrays:
+class ImageFolderOptions(Strict):
+    path: str = Field(min_length=1, description=_FOLDER_PATH)
+    image_size: Optional[tuple[PositiveInt, PositiveInt]] = Field(
+        None, description="[height, width]; default: the first image's"
+    )
+    color_mode: Literal["grayscale", "rgb"] = "grayscale"
+
+
+def _existing(name: str, path: str, what: str) -> Path:
+    found = Path(path).expanduser()
+    if not found.exists():
+        raise DataError(f"Dataset {name!r}: {found} does not exist. Fix: set data.path to {what}.")
+    return found
+
+
+@DATASETS.register("npz", options=NpzOptions)
+def load_npz(options: NpzOptions) -> Arrays:
     """Keys ``x_train, y_train, x_test, y_test``, or ``x, y`` to be split; optional ``class_names``."""
-    path = _need_path(cfg, "an .npz file with x_train/y_train/x_test/y_test (or x/y)")
+    path = _existing("npz", options.path, _NPZ_PATH)
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # a single .npy array, not an archive
@@ -37,23 +51,25 @@ def load_npz(cfg: DataConfig) -> Arrays:
         raise DataError(f"Cannot read {path} as .npz: {e}. Fix: save it with numpy.savez.") from None
     names = [str(n) for n in arrays.pop("class_names")] if "class_names" in arrays else None
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
-        return Arrays(source=str(path), class_names=names, **{k: arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")})
+        return Arrays(
+            source=str(path), class_names=names, **{k: arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        )
     if {"x", "y"} <= arrays.keys():
         return Arrays(source=str(path), x=arrays["x"], y=arrays["y"], class_names=names)
     raise DataError(f"{path} has keys {sorted(arrays)}; need x_train, y_train, x_test, y_test (or x, y).")
 
 
-@DATASETS.register("image_folder")
-def load_image_folder(cfg: DataConfig) -> Arrays:
+@DATASETS.register("image_folder", options=ImageFolderOptions)
+def load_image_folder(options: ImageFolderOptions) -> Arrays:
     """``path/<class>/<image>``; images resized to ``data.image_size`` (default: the first image's)."""
     from PIL import Image, UnidentifiedImageError
 
-    root = _need_path(cfg, "a folder with one sub-folder of images per class")
+    root = _existing("image_folder", options.path, _FOLDER_PATH)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if len(classes) < 2:
         raise DataError(f"{root} needs at least two class sub-folders, found {classes}.")
-    mode = "L" if cfg.color_mode == "grayscale" else "RGB"
-    size = tuple(cfg.image_size) if cfg.image_size else None
+    mode = "L" if options.color_mode == "grayscale" else "RGB"
+    size = tuple(options.image_size) if options.image_size else None
     xs, ys = [], []
     for label, cls in enumerate(classes):
         for f in sorted((root / cls).iterdir()):

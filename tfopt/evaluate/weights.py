@@ -17,7 +17,11 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from tfopt.errors import TfoptError
+from tfopt.backends import Backend, backend_for
+from tfopt.backends.tensor_stats import holds_m_by_n, layer_of, tensor_stats, unique_per_channel
 from tfopt.results import LayerStats
+
+__all__ = ["holds_m_by_n", "unique_per_channel", "keras_weight_stats", "overall_sparsity", "tflite_weight_stats"]
 
 # Operator -> (index of its weight input, axis of output channels in TFLite's layout).
 _WEIGHT_OPS = {
@@ -32,73 +36,21 @@ _WEIGHT_OPS = {
 }
 _PASS_THROUGH = ("DEQUANTIZE", "QUANTIZE", "DENSIFY")  # ops between a stored weight and its user
 _M_BY_N_OPS = ("CONV_2D", "FULLY_CONNECTED")  # input channels are the last axis: where tfmot's M:N applies
-_DTYPES = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32}
-
-
-def unique_per_channel(values: np.ndarray, axis: int) -> int:
-    """Most distinct values found in any one slice along ``axis`` (an output channel)."""
-    per = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
-    if per.shape[1] == 0:
-        return 0
-    s = np.sort(per, axis=1)
-    return int((1 + np.count_nonzero(np.diff(s, axis=1), axis=1)).max())
-
-
-def holds_m_by_n(values: np.ndarray, m: int = 2, n: int = 4) -> bool:
-    """Whether every ``n`` consecutive values along the last axis hold at least ``m`` zeros.
-
-    This is tfmot's definition of M:N sparsity in TFLite's weight layout (input channels last;
-    a short last group counts as zero-padded, as in ``pruning_utils.is_pruned_m_by_n``).
-    """
-    rows = values.reshape(-1, values.shape[-1])
-    pad = (-rows.shape[1]) % n
-    if pad:
-        rows = np.pad(rows, ((0, 0), (0, pad)))
-    groups = rows.reshape(-1, n)
-    return bool(np.all(np.count_nonzero(groups, axis=1) <= n - m))
-
-
-def _layer_of(tensor_name: str) -> Optional[str]:
-    # "model/conv1/Conv2D;model/conv1/BiasAdd" -> "conv1"; "conv1/kernel" -> "conv1"
-    parts = tensor_name.split(";")[0].split("/")
-    if len(parts) >= 3:
-        return parts[1]
-    if len(parts) == 2:
-        return parts[0]
-    return None
-
-
-def _stats(
-    name: str, values: np.ndarray, dtype: str, *, channel_axis: Optional[int] = None, m_by_n: bool = False,
-    quantization: Optional[str] = None, quantized: Optional[bool] = None, layer: Optional[str] = None,
-) -> LayerStats:
-    flat = values.reshape(-1)
-    channels = per_channel = pattern = None
-    if channel_axis is not None and values.ndim >= 2:
-        channels = int(values.shape[channel_axis])
-        per_channel = unique_per_channel(values, channel_axis)
-    if m_by_n and values.ndim >= 2 and values.shape[-1] >= 4:  # fewer input channels: vacuously true
-        pattern = holds_m_by_n(values)
-    return LayerStats(
-        name=name,
-        size=int(flat.size),
-        sparsity=round(float(np.count_nonzero(flat == 0) / max(flat.size, 1)), 6),
-        unique_values=int(np.unique(flat).size),
-        dtype=dtype,
-        layer=layer if layer is not None else _layer_of(name),
-        quantized=quantized,
-        quantization=quantization,
-        channels=channels,
-        unique_per_channel=per_channel,
-        pattern_2_4=pattern,
-    )
+_DTYPES = {
+    "FLOAT32": np.float32,
+    "FLOAT16": np.float16,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+}
 
 
 def overall_sparsity(layers: Iterable[LayerStats]) -> float:
     """Zeros over all weight values, weighting each layer by its size."""
     layers = list(layers)
-    total = sum(l.size for l in layers)
-    return round(sum(l.sparsity * l.size for l in layers) / total, 6) if total else 0.0
+    total = sum(layer.size for layer in layers)
+    return round(sum(layer.sparsity * layer.size for layer in layers) / total, 6) if total else 0.0
 
 
 def _unpack_int4(raw: np.ndarray, count: int) -> np.ndarray:
@@ -138,7 +90,9 @@ def _densify(schema: Any, stored: np.ndarray, shape: tuple[int, ...], sparsity: 
             starts, ends = segments[pos], segments[pos + 1]
             counts = ends - starts
             coords = [np.repeat(c, counts) for c in coords]
-            new_pos = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(int(counts.sum()))
+            new_pos = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(
+                int(counts.sum())
+            )
             coords.append(indices[new_pos])
             pos = new_pos
             size = None
@@ -244,37 +198,27 @@ def tflite_weight_stats(path: str | Path) -> list[LayerStats]:
         axis = q_axis if q_axis is not None else channel_axis
         if axis is not None and values.ndim:
             axis = axis % values.ndim
-        layer = _layer_of(name) or _layer_of(user_name)
+        layer = layer_of(name) or layer_of(user_name)
         out.setdefault(
             name,
-            _stats(name, values, tname, channel_axis=axis if values.ndim >= 2 else None, m_by_n=kind in _M_BY_N_OPS,
-                   quantization=description, quantized=quantized, layer=layer),
+            tensor_stats(
+                name,
+                values,
+                tname,
+                channel_axis=axis if values.ndim >= 2 else None,
+                m_by_n=kind in _M_BY_N_OPS,
+                quantization=description,
+                quantized=quantized,
+                layer=layer,
+            ),
         )
     return list(out.values())
 
 
-def keras_weight_stats(model: Any) -> list[LayerStats]:
+def keras_weight_stats(model: Any, backend: Optional[Backend] = None) -> list[LayerStats]:
     """Per-kernel stats of a Keras model (the same tensors the exporter turns into weights).
 
     Kernels are laid out as TFLite stores them (output channels first, input channels last) so
     per-channel counts and the 2:4 pattern mean the same thing for both kinds of stats.
     """
-    from tfopt._keras import keras_kind
-
-    if keras_kind(model) == "keras3":  # nested layers (keras-hub): every variable, by path
-        from tfopt.backend_keras3 import weight_stats
-
-        return weight_stats(model)
-    out = []
-    for layer in model.layers:
-        for w in layer.weights:
-            short = w.name.split("/")[-1].split(":")[0]
-            if short in ("kernel", "depthwise_kernel", "embeddings") and len(w.shape) >= 2:
-                values = np.asarray(w.numpy())
-                axis: Optional[int] = None
-                if short == "kernel" and values.ndim in (2, 4):
-                    values = np.moveaxis(values, -1, 0)  # (in, out) -> (out, in); HWIO -> OHWI
-                    axis = 0
-                out.append(_stats(f"{layer.name}/{short}", values, str(w.dtype.name), channel_axis=axis,
-                                  m_by_n=axis is not None, quantized=False, quantization="none", layer=layer.name))
-    return out
+    return (backend or backend_for(model)).weight_stats(model)

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from tfopt.config import ExportSpec
+from tfopt.backends import Backend
+from tfopt.schema import ExportSpec
 from tfopt.errors import ExportError
 from tfopt.export.tflite import EXPORTERS, Exported, convert, quiet_stderr
 
@@ -76,8 +77,10 @@ def _signature(model_bytes: bytes) -> tuple[str, dict[str, Any]]:
     interpreter = Interpreter(model_content=model_bytes)
     signatures = interpreter.get_signature_list()
     if len(signatures) != 1:
-        raise ExportError(f"The LiteRT Quantizer formats expect one model signature, found {len(signatures)}: {list(signatures)}.")
-    (key, io), = signatures.items()
+        raise ExportError(
+            f"The LiteRT Quantizer formats expect one model signature, found {len(signatures)}: {list(signatures)}."
+        )
+    ((key, io),) = signatures.items()
     details = interpreter.get_signature_runner(key).get_input_details()
     return key, {name: details[name]["dtype"] for name in io["inputs"]}
 
@@ -94,7 +97,10 @@ def _samples(signature: str, inputs: dict[str, Any], x: Any) -> dict[str, list[d
     """One dict per sample, keyed by the file's input names (a dict of arrays for several inputs)."""
     if not isinstance(x, dict):
         if len(inputs) != 1:
-            raise ExportError(f"The model file has inputs {sorted(inputs)} but the samples are one array. Fix: give a dict of arrays by input name.")
+            raise ExportError(
+                f"The model file has inputs {sorted(inputs)} but the samples are one array. "
+                "Fix: give a dict of arrays by input name."
+            )
         x = {next(iter(inputs)): x}
     missing = sorted(set(inputs) - set(x))
     if missing:
@@ -144,7 +150,9 @@ def quantize_tflite(float_model: bytes, fmt: str, calibration: Any, spec: Export
             if _count(held_out):
                 metric = quantizer.ValidationErrorMetric
                 comparison = q.validate(
-                    _samples(signature, inputs, held_out), error_metrics=[metric(m) for m in METRICS], num_threads=threads
+                    _samples(signature, inputs, held_out),
+                    error_metrics=[metric(m) for m in METRICS],
+                    num_threads=threads,
                 ).get_signature_comparison_result(signature)
     except ExportError:
         raise
@@ -160,7 +168,9 @@ def quantize_tflite(float_model: bytes, fmt: str, calibration: Any, spec: Export
     if comparison is not None:
         details["validation"] = {
             "samples": _count(held_out),
-            "samples_source": "calibration samples (too few training samples to hold some out)" if reused else "held-out training samples",
+            "samples_source": "calibration samples (too few training samples to hold some out)"
+            if reused
+            else "held-out training samples",
             "metrics": list(METRICS),
             "outputs": {k: _round(v) for k, v in comparison.output_tensors.items()},
             "constants": {k: _round(v) for k, v in comparison.constant_tensors.items()},
@@ -172,10 +182,8 @@ def quantize_tflite(float_model: bytes, fmt: str, calibration: Any, spec: Export
 def _register(fmt: str) -> None:
     recipe_name, what = RECIPES[fmt]
 
-    def export(model: Any, spec: ExportSpec, calibration: np.ndarray) -> Exported:
-        from tfopt.transforms.qat import is_quantized
-
-        if is_quantized(model):
+    def export(model: Any, spec: ExportSpec, calibration: np.ndarray, backend: Backend) -> Exported:
+        if backend.fake_quantized(model):
             # Its float32 file holds fake-quantization ops whose ranges the quantizer cannot
             # reuse (measured: a CONV_2D with non-zero weight zero points that fails to prepare).
             raise ExportError(
@@ -183,7 +191,7 @@ def _register(fmt: str) -> None:
                 "the converter's 'int8' (or 'dynamic') format. Fix: export QAT variants as int8."
             )
         quantizer_modules()  # fail before converting when the package is missing
-        float_model = convert(model, ExportSpec(format="float32"), calibration)
+        float_model = convert(model, ExportSpec(format="float32"), calibration, backend)
         return quantize_tflite(float_model, fmt, calibration, spec)
 
     export.__doc__ = f"LiteRT Quantizer {recipe_name}: {what}."

@@ -1,6 +1,6 @@
 """TFLite export formats.
 
-An export format is a function ``(model, spec, calibration) -> bytes`` registered in
+An export format is a function ``(model, spec, calibration, backend) -> bytes`` registered in
 ``EXPORTERS``; registering one adds a format usable from YAML. The converter's own modes below
 are small functions that configure a ``TFLiteConverter`` (``converter_format``). ``int8`` is
 full-integer quantization calibrated on real training samples, with float input/output by
@@ -14,12 +14,14 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
 from tfopt._keras import tf
-from tfopt.config import ExportSpec
+from tfopt.backends import Backend, backend_for
+from tfopt.export.saved_model import converter_for
+from tfopt.schema import ExportSpec
 from tfopt.errors import ExportError
 from tfopt.registry import Registry
 
@@ -41,18 +43,16 @@ def converter_format(name: str) -> Callable:
     """Register a function that configures a ``TFLiteConverter`` as export format ``name``."""
 
     def deco(configure: Callable) -> Callable:
-        def export(model: Any, spec: ExportSpec, calibration: np.ndarray) -> bytes:
-            from tfopt.export.keras3 import converter_for  # Keras 3 models convert via a SavedModel
-            from tfopt.transforms.qat import is_quantized
-
-            if name in ("float32", "float16") and is_quantized(model):
+        def export(model: Any, spec: ExportSpec, calibration: np.ndarray, backend: Backend) -> bytes:
+            if name in ("float32", "float16") and backend.fake_quantized(model):
                 # Measured: the converter keeps QAT's fake quantization as QUANTIZE/DEQUANTIZE pairs,
                 # so the file is neither float nor small, and differs from Keras by ~0.02 on softmax.
                 raise ExportError(
                     f"{spec.label} of QAT model {model.name!r} would keep its fake quantization as float "
-                    "QUANTIZE/DEQUANTIZE ops: not a float reference, and no smaller. Fix: export QAT variants as int8 (or dynamic)."
+                    "QUANTIZE/DEQUANTIZE ops: not a float reference, and no smaller. "
+                    "Fix: export QAT variants as int8 (or dynamic)."
                 )
-            with converter_for(model, calibration) as conv:
+            with converter_for(model, calibration, backend) as conv:
                 configure(conv, spec, calibration)
                 if spec.sparse:  # pruned weights stored sparse, for XNNPACK's sparse kernels
                     conv.optimizations = list(conv.optimizations or []) + [tf().lite.Optimize.EXPERIMENTAL_SPARSITY]
@@ -133,18 +133,21 @@ def run_converter(conv: Any, what: str) -> bytes:
             return conv.convert()
     except Exception as e:  # converter errors come as several exception types
         text = str(e)
-        reason = next((line for line in text.splitlines() if "error" in line.lower()), text.splitlines()[0] if text else type(e).__name__)
+        reason = next(
+            (line for line in text.splitlines() if "error" in line.lower()),
+            text.splitlines()[0] if text else type(e).__name__,
+        )
         reason = re.sub(r"^.*?error: loc\(.*\)\)\):\s*", "", reason)  # MLIR prefixes a long op location
         raise ExportError(f"TFLite conversion to {what} failed: {reason.strip()[:400]}") from None
 
 
-def export_tflite(model: Any, spec: ExportSpec, calibration: np.ndarray) -> Exported:
+def export_tflite(model: Any, spec: ExportSpec, calibration: np.ndarray, backend: Optional[Backend] = None) -> Exported:
     """Export a model in the requested format, with the exporter's findings (see ``convert``)."""
-    out: Union[bytes, Exported] = EXPORTERS.get(spec.format)(model, spec, calibration)
+    out: Union[bytes, Exported] = EXPORTERS.get(spec.format)(model, spec, calibration, backend or backend_for(model))
     return out if isinstance(out, Exported) else Exported(bytes(out))
 
 
-def convert(model: Any, spec: ExportSpec, calibration: np.ndarray) -> bytes:
+def convert(model: Any, spec: ExportSpec, calibration: np.ndarray, backend: Optional[Backend] = None) -> bytes:
     """Export a (stripped) Keras model to TFLite bytes in the requested format.
 
     Args:
@@ -156,4 +159,4 @@ def convert(model: Any, spec: ExportSpec, calibration: np.ndarray) -> bytes:
     Raises:
         ExportError: with the converter's own reason on the first line.
     """
-    return export_tflite(model, spec, calibration).data
+    return export_tflite(model, spec, calibration, backend).data

@@ -1,17 +1,31 @@
 """Model registry and the entry point that builds or loads the pipeline's model.
 
-A builder is ``(input_shape, num_classes, **params) -> tf_keras.Model`` registered with
-``@MODELS.register(name)``; adding a model family means adding one file here.
+A builder is ``(input_shape, num_classes, **options) -> Keras model`` registered with
+``@MODELS.register(name, options=Options, tiny={...})``: ``Options`` is the family's pydantic
+class for ``model.params`` (types and ranges, checked at load with ``file:line``), and ``tiny`` a
+few values that make it small for tests. The builder is called with every validated option, so
+its keyword defaults must equal those of ``Options`` (tests/models checks it for every model).
+Adding a model family means adding one file here.
+
+Example::
+
+    class Options(Strict):
+        units: int = Field(64, gt=0)
+
+    @MODELS.register("mlp", options=Options, tiny={"units": 4})
+    def mlp(input_shape, num_classes, *, units: int = 64): ...
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from tfopt.config import ModelConfig
+from pydantic import BaseModel
+
 from tfopt.errors import ModelError
+from tfopt.options import parse_options
 from tfopt.registry import Registry
+from tfopt.schema import ModelConfig
 
 MODELS: Registry = Registry("model")
 
@@ -35,13 +49,23 @@ def build(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> A
 
         model = load_model_file(cfg.path, safe_mode=cfg.safe_mode)
     else:
-        if cfg.name not in MODELS:
-            raise ModelError(MODELS.unknown_message(cfg.name))
-        builder = MODELS.get(cfg.name)
-        _check_params(cfg.name, builder, cfg.params)
-        model = builder(tuple(input_shape), num_classes, **cfg.params)
+        typed = options(cfg)  # first: it words an unknown name as a ModelError
+        model = MODELS.get(cfg.name)(tuple(input_shape), num_classes, **dict(typed))
     check_fits(model, input_shape, num_classes, cfg.path or cfg.name)
     return model
+
+
+def options(cfg: ModelConfig) -> BaseModel:
+    """The named model's typed options, validated from ``cfg.params``.
+
+    Raises:
+        ModelError: unknown model, or a key it does not take, or a bad value (one line each).
+    """
+    if cfg.name not in MODELS:
+        raise ModelError(MODELS.unknown_message(cfg.name))
+    return parse_options(
+        MODELS.entry(cfg.name), cfg.params, prefix=("model", "params"), owner=f"model {cfg.name!r}", error=ModelError
+    )
 
 
 def prepare_inputs(cfg: ModelConfig, splits: Any) -> Any:
@@ -62,19 +86,7 @@ def prepare_inputs(cfg: ModelConfig, splits: Any) -> Any:
             f"Dataset {splits.name!r} is text, but model {cfg.name or cfg.path!r} has no tokenizer. "
             "Fix: use model: {name: bert, params: {preset: minilm_l6}}."
         )
-    _check_params(cfg.name, builder, cfg.params)
-    return prepare(splits, **cfg.params)
-
-
-def _check_params(name: str, builder: Any, params: dict[str, Any]) -> None:
-    sig = inspect.signature(builder)
-    allowed = list(sig.parameters)[2:]  # after (input_shape, num_classes)
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ModelError(
-            f"Model {name!r} has no parameter(s) {', '.join(unknown)}. Known: {', '.join(allowed)}. "
-            f"Received: model.params={params!r}"
-        )
+    return prepare(splits, **dict(options(cfg)))
 
 
 def check_fits(model: Any, input_shape: tuple[int, ...], num_classes: int, what: str) -> None:

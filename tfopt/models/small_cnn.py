@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from tfopt._keras import keras
 from tfopt.models import MODELS
+from tfopt.schema import Strict
 
 
-@MODELS.register("small_cnn")
-def small_cnn(input_shape: tuple[int, ...], num_classes: int, *, filters: int = 32, dense: int = 128, dropout: float = 0.25):
+class Options(Strict):
+    """``model.params`` of small_cnn, e.g. ``{filters: 32, dense: 128, dropout: 0.25}``."""
+
+    filters: int = Field(32, gt=0, description="filters of the first conv block (the second has twice as many)")
+    dense: int = Field(128, gt=0, description="units of the hidden dense layer")
+    dropout: float = Field(0.25, ge=0, lt=1, description="dropout before and after the dense layer (0: none)")
+
+
+@MODELS.register("small_cnn", options=Options, tiny={"filters": 4, "dense": 16})
+def small_cnn(
+    input_shape: tuple[int, ...], num_classes: int, *, filters: int = 32, dense: int = 128, dropout: float = 0.25
+):
     """Two 3x3 conv blocks then a dense head; pools only while the feature map stays >= 4x4.
 
-    ``filters=4, dense=16`` gives a tiny model for tests.
+    ``filters=4, dense=16`` (the registered ``tiny``) gives a tiny model for tests.
     """
     k = keras()
     L = k.layers

@@ -19,16 +19,24 @@ from tfopt.errors import ModelError
 def load_model_file(path: str | Path, safe_mode: bool = True) -> Any:
     path = Path(path).expanduser()
     if not path.exists():
-        raise ModelError(f"Model file not found: {path}. Fix: check model.path (relative paths start from the current folder).")
+        raise ModelError(
+            f"Model file not found: {path}. Fix: check model.path (relative paths start from the current folder)."
+        )
     k = keras()
     suffix = path.suffix.lower()
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
-            raise ModelError(f"{path} is a folder but not a SavedModel (no saved_model.pb). Fix: point model.path at a .keras/.h5 file or a SavedModel folder.")
+            raise ModelError(
+                f"{path} is a folder but not a SavedModel (no saved_model.pb). "
+                "Fix: point model.path at a .keras/.h5 file or a SavedModel folder."
+            )
         kind = "SavedModel"
     elif suffix == ".keras":
         if not zipfile.is_zipfile(path):
-            raise ModelError(f"{path} is not a valid .keras file (not a zip archive; truncated or corrupt?). Fix: save the model again with model.save('x.keras').")
+            raise ModelError(
+                f"{path} is not a valid .keras file (not a zip archive; truncated or corrupt?). "
+                "Fix: save the model again with model.save('x.keras')."
+            )
         kind = ".keras"
     elif suffix in (".h5", ".hdf5"):
         kind = "HDF5"
@@ -46,15 +54,22 @@ def load_model_file(path: str | Path, safe_mode: bool = True) -> Any:
         if "lambda" in msg.lower() or "safe_mode" in msg.lower():
             raise _lambda_refused(path) from None
         custom = re.search(r"(?:Cannot deserialize object of type|Unknown layer:?) [`'\"]?(\w+)", msg)
-        unknown = custom.group(1) if custom else (_unregistered_classes(path) or [None])[0] if kind == ".keras" else None
+        unknown = (
+            custom.group(1) if custom else (_unregistered_classes(path) or [None])[0] if kind == ".keras" else None
+        )
         if unknown:  # the file is fine; the class it names is not known to this process
             raise ModelError(
-                f"{path} uses the custom class {unknown!r}, which is not registered here. Fix: from Python, decorate it with "
-                "@tf_keras.saving.register_keras_serializable() and import it before tfopt.pipeline.run, or rebuild the model from built-in layers."
+                f"{path} uses the custom class {unknown!r}, which is not registered here. "
+                "Fix: from Python, decorate it with @tf_keras.saving.register_keras_serializable() "
+                "and import it before tfopt.pipeline.run, or rebuild the model from built-in layers."
             ) from None
-        raise ModelError(f"Cannot load {kind} model {path}: {msg[:300]}. Fix: check that the file is a complete Keras model.") from None
+        raise ModelError(
+            f"Cannot load {kind} model {path}: {msg[:300]}. Fix: check that the file is a complete Keras model."
+        ) from None
     if not isinstance(model, k.Model):
-        raise ModelError(f"{path} loaded as {type(model).__name__}, not a Keras model. Fix: save a Keras model (model.save).")
+        raise ModelError(
+            f"{path} loaded as {type(model).__name__}, not a Keras model. Fix: save a Keras model (model.save)."
+        )
     return model
 
 

@@ -34,21 +34,57 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from tfopt._keras import keras
 from tfopt.errors import ModelError
 from tfopt.models import MODELS
+from tfopt.schema import Strict
 
 NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 NOTOP_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + NOTOP_FILE
-IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)  # the caffe means Keras' vgg16.preprocess_input subtracts (in BGR order there)
-BASE_LAYERS = tuple(
-    f"block{b}_conv{c}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for c in range(1, n + 1)
-)
+IMAGENET_MEAN_RGB = (
+    123.68,
+    116.779,
+    103.939,
+)  # the caffe means Keras' vgg16.preprocess_input subtracts (in BGR order there)
+BASE_LAYERS = tuple(f"block{b}_conv{c}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for c in range(1, n + 1))
 BASE_PARAMS = 14_714_688  # the convolutional base (include_top=False)
+
+
+class Options(Strict):
+    """``model.params`` of vgg16 (see the module docstring)."""
+
+    image_size: Optional[tuple[int, int]] = Field(
+        None, description="size the network sees: a number or [height, width], at least 32"
+    )
+    fit: Literal["pad", "resize"] = "resize"
+    weights: Optional[str] = Field("none", description="none, imagenet (from the Keras cache) or an HDF5 weights path")
+    freeze_base: bool = False
+    dense: int = Field(256, ge=0, description="units of the head's hidden layer (0: none)")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout before the softmax (0: none)")
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square(cls, v: Any) -> Any:
+        if v is None or isinstance(v, (list, tuple)):
+            return v
+        if isinstance(v, int) and not isinstance(v, bool):
+            return (v, v)
+        raise ValueError("image_size must be a number or [height, width]. Fix: write e.g. 32 or [32, 48]")
+
+    @field_validator("image_size")
+    @classmethod
+    def _at_least_32(cls, v: Optional[tuple[int, int]]) -> Optional[tuple[int, int]]:
+        if v is not None and min(v) < 32:
+            raise ValueError(
+                f"vgg16 needs images of at least 32x32 (five 2x2 poolings), and image_size is "
+                f"{v[0]}x{v[1]}. Fix: use 32 or more; images are padded or resized inside the model"
+            )
+        return v
 
 
 def imagenet_weights_path() -> Path:
@@ -90,11 +126,15 @@ def _read_h5_weights(path: Path) -> dict[str, list[np.ndarray]]:
             out = {}
             for raw in group.attrs["layer_names"]:
                 name = raw.decode() if isinstance(raw, bytes) else str(raw)
-                names = [w.decode() if isinstance(w, bytes) else str(w) for w in group[name].attrs.get("weight_names", [])]
+                names = [
+                    w.decode() if isinstance(w, bytes) else str(w) for w in group[name].attrs.get("weight_names", [])
+                ]
                 out[name] = [np.asarray(group[name][w]) for w in names]
             return out
     except OSError as e:
-        raise ModelError(f"Cannot read weights file {path}: {e}. Fix: check that the file is a complete HDF5 weights file.") from None
+        raise ModelError(
+            f"Cannot read weights file {path}: {e}. Fix: check that the file is a complete HDF5 weights file."
+        ) from None
 
 
 def _load_base(model: Any, path: Path, bgr: bool) -> None:
@@ -102,20 +142,24 @@ def _load_base(model: Any, path: Path, bgr: bool) -> None:
     missing = [name for name in BASE_LAYERS if name not in stored]
     if missing:
         raise ModelError(
-            f"{path} has no weights for {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: not a VGG16 base. "
+            f"{path} has no weights for {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: "
+            "not a VGG16 base. "
             f"Fix: give a file saved from a VGG16 with Keras' layer names ({BASE_LAYERS[0]} ... {BASE_LAYERS[-1]})."
         )
     for name in BASE_LAYERS:
         layer, values = model.get_layer(name), stored[name]
         want = [tuple(w.shape) for w in layer.get_weights()]
         if [tuple(v.shape) for v in values] != want:
-            raise ModelError(f"{path}: {name} has weights of shapes {[v.shape for v in values]}, VGG16 needs {want}. Fix: use VGG16 weights.")
+            raise ModelError(
+                f"{path}: {name} has weights of shapes {[v.shape for v in values]}, VGG16 needs {want}. "
+                "Fix: use VGG16 weights."
+            )
         if bgr and name == "block1_conv1":
             values = [values[0][:, :, ::-1, :], values[1]]  # BGR kernels -> RGB input
         layer.set_weights(values)
 
 
-@MODELS.register("vgg16")
+@MODELS.register("vgg16", options=Options, tiny={"image_size": 32, "fit": "pad", "dense": 16})
 def vgg16(
     input_shape: tuple[int, ...],
     num_classes: int,
@@ -145,7 +189,9 @@ def vgg16(
     k = keras()
     L = k.layers
     if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
-        raise ModelError(f"vgg16 takes images of shape (height, width, 1 or 3). Received: input_shape={tuple(input_shape)}")
+        raise ModelError(
+            f"vgg16 takes images of shape (height, width, 1 or 3). Received: input_shape={tuple(input_shape)}"
+        )
     if fit not in ("pad", "resize"):
         raise ModelError(f"vgg16: fit must be 'pad' or 'resize'. Received: fit={fit!r}")
     h, w, channels = input_shape
@@ -157,12 +203,15 @@ def vgg16(
         if not path.is_file():
             raise ModelError(
                 f"vgg16 weights: imagenet needs Keras' file {NOTOP_FILE} at {path}, and tfopt does not download. "
-                f"Fix: download {NOTOP_URL} on a machine with network and place it at {path}, or use weights: none or weights: <path>."
+                f"Fix: download {NOTOP_URL} on a machine with network and place it at {path}, "
+                "or use weights: none or weights: <path>."
             )
     elif source is not None:
         path = Path(source).expanduser()
         if not path.is_file():
-            raise ModelError(f"vgg16 weights file not found: {path}. Fix: check model.params.weights (a path, imagenet or none).")
+            raise ModelError(
+                f"vgg16 weights file not found: {path}. Fix: check model.params.weights (a path, imagenet or none)."
+            )
 
     inputs = L.Input(shape=tuple(input_shape), name="image")
     x = inputs
@@ -170,7 +219,9 @@ def vgg16(
         if fit == "pad":
             if th < h or tw < w:
                 raise ModelError(f"vgg16: fit: pad cannot shrink {h}x{w} images to {th}x{tw}. Fix: use fit: resize.")
-            x = L.ZeroPadding2D((((th - h) // 2, th - h - (th - h) // 2), ((tw - w) // 2, tw - w - (tw - w) // 2)), name="pad")(x)
+            x = L.ZeroPadding2D(
+                (((th - h) // 2, th - h - (th - h) // 2), ((tw - w) // 2, tw - w - (tw - w) // 2)), name="pad"
+            )(x)
         else:
             x = L.Resizing(th, tw, interpolation="bilinear", name="resize")(x)
     if channels == 1:

@@ -33,7 +33,10 @@ def _read(path: Union[str, Path]) -> Run:
         with path.open("rb") as f:
             head = f.read(8)
         if head[4:8] == b"TFL3" or path.suffix.lower() == ".tflite":
-            raise TfoptError(f"{path} is a .tflite model, not a run record. Fix: give reports/<run>/run.json here; time .tflite files with 'tfopt benchmark'.")
+            raise TfoptError(
+                f"{path} is a .tflite model, not a run record. "
+                "Fix: give reports/<run>/run.json here; time .tflite files with 'tfopt benchmark'."
+            )
     return load_run(path)
 
 
@@ -73,12 +76,20 @@ def _overview(runs: Sequence[Run], names: Sequence[str], paths: Sequence[str]) -
     for run, name, path in zip(runs, names, paths):
         d = run.dataset
         m = run.machine or {}
-        rows.append([
-            name, f"{d.name} ({d.num_test} test)", run.created or _render.MISSING,
-            f"{m.get('platform', '?')}, {m.get('cpus', '?')} CPUs" + (f", GPUs: {', '.join(m['gpus'])}" if m.get("gpus") else ""),
-            run.versions.get("tfopt", _render.MISSING), path,
-        ])
-    notes = [f"Variants are prefixed by run name. Compression and speed-up are relative to {names[0]}'s baseline float32."]
+        rows.append(
+            [
+                name,
+                f"{d.name} ({d.num_test} test)",
+                run.created or _render.MISSING,
+                f"{m.get('platform', '?')}, {m.get('cpus', '?')} CPUs"
+                + (f", GPUs: {', '.join(m['gpus'])}" if m.get("gpus") else ""),
+                run.versions.get("tfopt", _render.MISSING),
+                path,
+            ]
+        )
+    notes = [
+        f"Variants are prefixed by run name. Compression and speed-up are relative to {names[0]}'s baseline float32."
+    ]
     if len({(r.dataset.name, r.dataset.num_test, tuple(r.dataset.input_shape)) for r in runs}) > 1:
         notes.append("The runs use different test sets: their accuracies are not directly comparable.")
     if len({((r.machine or {}).get("platform"), (r.machine or {}).get("cpus")) for r in runs}) > 1:
@@ -86,7 +97,9 @@ def _overview(runs: Sequence[Run], names: Sequence[str], paths: Sequence[str]) -
     return [
         _render._Heading(1, f"tfopt comparison: {', '.join(names)}"),
         _render._Heading(2, "Runs"),
-        _render._Table(["run", "dataset", "created", "machine", "tfopt", "run.json"], [list(map(str, r)) for r in rows], "llllll"),
+        _render._Table(
+            ["run", "dataset", "created", "machine", "tfopt", "run.json"], [list(map(str, r)) for r in rows], "llllll"
+        ),
         _render._Para(" ".join(notes)),
     ]
 
@@ -108,12 +121,17 @@ def compare(run_jsons: Sequence[Union[str, Path]], out_dir: Union[str, Path]) ->
     names = _unique_names(runs)
     merged = merge_runs(runs, names)
     # The single-run report's sections after its header, so new sections show up here too.
-    blocks = _overview(runs, names, [str(p) for p in run_jsons]) + _render.build_blocks(merged)[len(_render._header(merged)):]
+    blocks = (
+        _overview(runs, names, [str(p) for p in run_jsons])
+        + _render.build_blocks(merged)[len(_render._header(merged)) :]
+    )
     out_dir = Path(out_dir)
     written: dict[str, Path] = {}
     for b in blocks:
         if isinstance(b, _render._Image):
             written[Path(b.filename).stem] = atomic_write_bytes(out_dir / b.filename, b.png)
     written["markdown"] = atomic_write_text(out_dir / "report.md", _render.to_markdown(blocks))
-    written["html"] = atomic_write_text(out_dir / "report.html", _render.to_html(blocks, f"tfopt comparison: {', '.join(names)}"))
+    written["html"] = atomic_write_text(
+        out_dir / "report.html", _render.to_html(blocks, f"tfopt comparison: {', '.join(names)}")
+    )
     return written

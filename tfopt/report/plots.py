@@ -31,7 +31,18 @@ _FALLBACK_MARKERS = ("X", "*", "h", "p", "<", ">")
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 # Trailing name parts that are TF ops or variable roles, not layer names.
-_OP_PARTS = {"kernel", "bias", "weights", "einsum", "convolution", "depthwise_kernel", "recurrent_kernel", "embeddings", "gamma", "beta"}
+_OP_PARTS = {
+    "kernel",
+    "bias",
+    "weights",
+    "einsum",
+    "convolution",
+    "depthwise_kernel",
+    "recurrent_kernel",
+    "embeddings",
+    "gamma",
+    "beta",
+}
 
 
 def _png(fig: Figure) -> bytes:
@@ -70,15 +81,36 @@ def plot_accuracy_vs_size(results: Sequence[Result], baseline: str) -> Optional[
     colors = {f: _COLORS[i % len(_COLORS)] for i, f in enumerate(formats)}
     for fmt in formats:
         rows = [r for r in results if r.format == fmt]
-        ax.scatter([r.gzip_bytes / 1024 for r in rows], [r.accuracy for r in rows], marker=_marker(fmt, markers),
-                   color=colors[fmt], s=55, label=fmt, zorder=3)
+        ax.scatter(
+            [r.gzip_bytes / 1024 for r in rows],
+            [r.accuracy for r in rows],
+            marker=_marker(fmt, markers),
+            color=colors[fmt],
+            s=55,
+            label=fmt,
+            zorder=3,
+        )
     base = [r for r in results if r.variant == baseline]
     if base:
-        ax.scatter([r.gzip_bytes / 1024 for r in base], [r.accuracy for r in base], s=220, facecolors="none",
-                   edgecolors="black", linewidths=1.6, label=f"{baseline} (reference)", zorder=4)
+        ax.scatter(
+            [r.gzip_bytes / 1024 for r in base],
+            [r.accuracy for r in base],
+            s=220,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.6,
+            label=f"{baseline} (reference)",
+            zorder=4,
+        )
     for r in results:
-        ax.annotate(r.variant, (r.gzip_bytes / 1024, r.accuracy), textcoords="offset points", xytext=(6, 5),
-                    fontsize=8, fontweight="bold" if r.variant == baseline else "normal")
+        ax.annotate(
+            r.variant,
+            (r.gzip_bytes / 1024, r.accuracy),
+            textcoords="offset points",
+            xytext=(6, 5),
+            fontsize=8,
+            fontweight="bold" if r.variant == baseline else "normal",
+        )
     sizes = [r.gzip_bytes / 1024 for r in results if r.gzip_bytes > 0]
     if sizes and max(sizes) / min(sizes) > 20:
         ax.set_xscale("log")
@@ -109,8 +141,14 @@ def plot_latency(results: Sequence[Result]) -> Optional[bytes]:
     ys = list(range(len(rows)))
     p50 = [r.latency_ms.p50 for r in rows]
     upper = [max(0.0, r.latency_ms.p90 - r.latency_ms.p50) for r in rows]
-    ax.barh(ys, p50, xerr=[[0.0] * len(rows), upper], color=[colors[r.format] for r in rows], capsize=3,
-            error_kw={"elinewidth": 1, "ecolor": "#333333"})
+    ax.barh(
+        ys,
+        p50,
+        xerr=[[0.0] * len(rows), upper],
+        color=[colors[r.format] for r in rows],
+        capsize=3,
+        error_kw={"elinewidth": 1, "ecolor": "#333333"},
+    )
     ax.set_yticks(ys, [f"{r.variant} / {r.format}" for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("latency per sample (ms): bar = p50, whisker = p90")
@@ -172,7 +210,7 @@ def shorten_layer_names(names: Sequence[str], max_len: int = 32) -> list[str]:
     for i, s in enumerate(short):
         if counts[s] > 1:  # still ambiguous: fall back to the full name
             s = names[i]
-        out.append(s if len(s) <= max_len else "…" + s[-(max_len - 1):])
+        out.append(s if len(s) <= max_len else "…" + s[-(max_len - 1) :])
     return out
 
 
@@ -214,7 +252,13 @@ def plot_sparsity(results: Sequence[Result]) -> Optional[bytes]:
     for j, r in enumerate(rows):
         by_name = {layer.name: layer.sparsity for layer in r.layers}  # absent layer: no bar, not a fake 0
         xs = [i - 0.4 + width * (j + 0.5) for i in range(len(names))]
-        ax.bar(xs, [by_name.get(n, float("nan")) for n in names], width=width, label=r.variant, color=_COLORS[j % len(_COLORS)])
+        ax.bar(
+            xs,
+            [by_name.get(n, float("nan")) for n in names],
+            width=width,
+            label=r.variant,
+            color=_COLORS[j % len(_COLORS)],
+        )
     ax.set_xticks(range(len(names)), labels, rotation=45, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("fraction of zero weights")

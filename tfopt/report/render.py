@@ -122,13 +122,15 @@ def _header(run: Run) -> list[Any]:
     dataset = f"{d.name}: {d.num_test} test examples, {d.num_classes} classes, source {d.source}"
     return [
         _Heading(1, f"tfopt report: {run.pipeline}"),
-        _KeyValues([
-            ("Pipeline", run.pipeline),
-            ("Dataset", dataset),
-            ("Created", run.created),
-            ("Versions", _mapping(run.versions, " ")),
-            ("Machine", _mapping(run.machine, ": ")),
-        ]),
+        _KeyValues(
+            [
+                ("Pipeline", run.pipeline),
+                ("Dataset", dataset),
+                ("Created", run.created),
+                ("Versions", _mapping(run.versions, " ")),
+                ("Machine", _mapping(run.machine, ": ")),
+            ]
+        ),
     ]
 
 
@@ -140,22 +142,36 @@ def _results_table(run: Run) -> list[Any]:
     rows = []
     for r in run.results:
         lat = r.latency_ms
-        rows.append([
-            r.variant,
-            r.format,
-            _pct(r.accuracy),
-            _fmt((r.accuracy - ref_acc.accuracy) * 100 if ref_acc and _ok(r.accuracy) else None, "+.2f", " pp"),
-            _kib(r.size_bytes),
-            _kib(r.gzip_bytes),
-            _ratio(ref32.gzip_bytes if ref32 else None, r.gzip_bytes),
-            _pct(r.sparsity),
-            _diff(r),
-            _fmt(lat.p50 if lat else None, ".3f"),
-            _fmt(lat.p90 if lat else None, ".3f"),
-            _ratio(ref_p50, lat.p50 if lat else None, digits=2),  # speed-ups near 1x need the 2nd digit
-        ])
-    headers = ["variant", "format", "accuracy", "Δ accuracy", "size (KiB)", "gzip (KiB)", "compression",
-               "sparsity", "max |Δ| vs Keras (tol)", "p50 (ms)", "p90 (ms)", "speed-up"]
+        rows.append(
+            [
+                r.variant,
+                r.format,
+                _pct(r.accuracy),
+                _fmt((r.accuracy - ref_acc.accuracy) * 100 if ref_acc and _ok(r.accuracy) else None, "+.2f", " pp"),
+                _kib(r.size_bytes),
+                _kib(r.gzip_bytes),
+                _ratio(ref32.gzip_bytes if ref32 else None, r.gzip_bytes),
+                _pct(r.sparsity),
+                _diff(r),
+                _fmt(lat.p50 if lat else None, ".3f"),
+                _fmt(lat.p90 if lat else None, ".3f"),
+                _ratio(ref_p50, lat.p50 if lat else None, digits=2),  # speed-ups near 1x need the 2nd digit
+            ]
+        )
+    headers = [
+        "variant",
+        "format",
+        "accuracy",
+        "Δ accuracy",
+        "size (KiB)",
+        "gzip (KiB)",
+        "compression",
+        "sparsity",
+        "max |Δ| vs Keras (tol)",
+        "p50 (ms)",
+        "p90 (ms)",
+        "speed-up",
+    ]
     notes = []
     if ref_acc:
         notes.append(f"Δ accuracy is in percentage points vs {ref_acc.variant}/{ref_acc.format}.")
@@ -163,7 +179,9 @@ def _results_table(run: Run) -> list[Any]:
         notes.append(f"Compression and speed-up are {base}/float32's gzip size and p50 latency divided by the row's.")
     else:
         notes.append(f"No {base}/float32 row, so compression and speed-up are not computed.")
-    notes.append("max |Δ| compares each exported file's outputs with its Keras model's on test inputs; ✗ marks a tolerance miss.")
+    notes.append(
+        "max |Δ| compares each exported file's outputs with its Keras model's on test inputs; ✗ marks a tolerance miss."
+    )
     return [_Heading(2, "Results"), _Table(headers, rows, "llrrrrrrrrrr"), _Para(" ".join(notes))]
 
 
@@ -173,16 +191,29 @@ def _not_exported(run: Run) -> list[Any]:
     if not missing:
         return []
     rows = [[m.variant, m.format, m.reason] for m in missing]
-    return [_Heading(3, "Not exportable"), _Table(["variant", "format", "converter's reason"], rows, "lll"),
-            _Para("These variants were evaluated in Keras only (the 'keras' rows above); no .tflite file exists for them.")]
+    return [
+        _Heading(3, "Not exportable"),
+        _Table(["variant", "format", "converter's reason"], rows, "lll"),
+        _Para("These variants were evaluated in Keras only (the 'keras' rows above); no .tflite file exists for them."),
+    ]
 
 
 def _plots(run: Run) -> list[Any]:
     blocks: list[Any] = [_Heading(2, "Plots")]
     specs: list[tuple[str, str, Callable[[], Optional[bytes]], str]] = [
-        ("accuracy_vs_size", "Accuracy vs gzip size", lambda: plots.plot_accuracy_vs_size(run.results, _baseline_variant(run)), "No results to plot."),
+        (
+            "accuracy_vs_size",
+            "Accuracy vs gzip size",
+            lambda: plots.plot_accuracy_vs_size(run.results, _baseline_variant(run)),
+            "No results to plot.",
+        ),
         ("latency", "Latency p50 / p90", lambda: plots.plot_latency(run.results), "No latency was measured."),
-        ("sparsity", "Per-layer sparsity", lambda: plots.plot_sparsity(run.results), "No per-layer statistics recorded."),
+        (
+            "sparsity",
+            "Per-layer sparsity",
+            lambda: plots.plot_sparsity(run.results),
+            "No per-layer statistics recorded.",
+        ),
     ]
     for key, alt, draw, empty in specs:
         png = draw()
@@ -196,19 +227,45 @@ def _layers(run: Run) -> list[Any]:
     if not shown:
         return blocks + [_Para("No per-layer statistics recorded.")]
     for r in shown:
-        rows = [[s.layer or MISSING, s.name.split(";")[0], f"{s.size:,}", _pct(s.sparsity), f"{s.unique_values:,}",
-                 f"{s.unique_per_channel:,} ({s.channels} ch)" if s.unique_per_channel is not None else MISSING,
-                 MISSING if s.pattern_2_4 is None else ("yes" if s.pattern_2_4 else "no"),
-                 s.quantization if s.quantization not in (None, "none") else s.dtype.lower(),
-                 _decisions(run, r.variant, s.layer)] for s in r.layers]
-        table = _Table(["layer", "tensor", "size", "sparsity", "unique values", "max unique per channel",
-                        "2:4", "stored as", "transforms"], rows, "llrrrrlll")
+        rows = [
+            [
+                s.layer or MISSING,
+                s.name.split(";")[0],
+                f"{s.size:,}",
+                _pct(s.sparsity),
+                f"{s.unique_values:,}",
+                f"{s.unique_per_channel:,} ({s.channels} ch)" if s.unique_per_channel is not None else MISSING,
+                MISSING if s.pattern_2_4 is None else ("yes" if s.pattern_2_4 else "no"),
+                s.quantization if s.quantization not in (None, "none") else s.dtype.lower(),
+                _decisions(run, r.variant, s.layer),
+            ]
+            for s in r.layers
+        ]
+        table = _Table(
+            [
+                "layer",
+                "tensor",
+                "size",
+                "sparsity",
+                "unique values",
+                "max unique per channel",
+                "2:4",
+                "stored as",
+                "transforms",
+            ],
+            rows,
+            "llrrrrlll",
+        )
         quantized = sum(1 for s in r.layers if s.quantized)
         blocks.append(_Details(f"{r.variant} / {r.format}: {len(r.layers)} tensors, {quantized} quantized", [table]))
-    blocks.append(_Para("Read from each exported file: sparsity and unique values over the stored weight tensor, "
-                        "per output channel where the file stores channels, '2:4' whether every 4 consecutive "
-                        "input-channel weights hold at least 2 zeros, 'stored as' the tensor's dtype and "
-                        "quantization parameters. 'transforms' says what each step did to the layer, and why it skipped it."))
+    blocks.append(
+        _Para(
+            "Read from each exported file: sparsity and unique values over the stored weight tensor, "
+            "per output channel where the file stores channels, '2:4' whether every 4 consecutive "
+            "input-channel weights hold at least 2 zeros, 'stored as' the tensor's dtype and "
+            "quantization parameters. 'transforms' says what each step did to the layer, and why it skipped it."
+        )
+    )
     return blocks
 
 
@@ -242,28 +299,76 @@ def _quantizer(run: Run) -> list[Any]:
             a, b = _find(run, variant, conv_fmt), _find(run, variant, lq_fmt)
             if a is None or b is None:
                 continue
-            rows.append([variant, f"{conv_fmt} vs {lq_fmt}", _pct(a.accuracy), _pct(b.accuracy), _kib(a.gzip_bytes),
-                         _kib(b.gzip_bytes), _float_left(a), _float_left(b),
-                         _fmt(a.latency_ms.p50 if a.latency_ms else None, ".3f"), _fmt(b.latency_ms.p50 if b.latency_ms else None, ".3f")])
+            rows.append(
+                [
+                    variant,
+                    f"{conv_fmt} vs {lq_fmt}",
+                    _pct(a.accuracy),
+                    _pct(b.accuracy),
+                    _kib(a.gzip_bytes),
+                    _kib(b.gzip_bytes),
+                    _float_left(a),
+                    _float_left(b),
+                    _fmt(a.latency_ms.p50 if a.latency_ms else None, ".3f"),
+                    _fmt(b.latency_ms.p50 if b.latency_ms else None, ".3f"),
+                ]
+            )
     if rows:
-        blocks.append(_Table(["variant", "pair", "acc converter", "acc quantizer", "gzip KiB converter", "gzip KiB quantizer",
-                              "float weights converter", "float weights quantizer", "p50 ms converter", "p50 ms quantizer"],
-                             rows, "llrrrrrrrr"))
-        blocks.append(_Para("Float weights counts the weight tensors each file leaves unquantized (e.g. an embedding's "
-                            "GATHER table, which the LiteRT Quantizer's recipes leave in float32)."))
+        blocks.append(
+            _Table(
+                [
+                    "variant",
+                    "pair",
+                    "acc converter",
+                    "acc quantizer",
+                    "gzip KiB converter",
+                    "gzip KiB quantizer",
+                    "float weights converter",
+                    "float weights quantizer",
+                    "p50 ms converter",
+                    "p50 ms quantizer",
+                ],
+                rows,
+                "llrrrrrrrr",
+            )
+        )
+        blocks.append(
+            _Para(
+                "Float weights counts the weight tensors each file leaves unquantized (e.g. an embedding's "
+                "GATHER table, which the LiteRT Quantizer's recipes leave in float32)."
+            )
+        )
     rows = []
     for r in lq:
         v = r.details.get("validation") or {}
         outs = list((v.get("outputs") or {}).values())
         acts = v.get("activations") or {}
         worst = max(acts.items(), key=lambda kv: kv[1].get("mse", 0.0), default=None)
-        rows.append([r.variant, r.format, r.details.get("recipe", MISSING), str(v.get("samples", MISSING)),
-                     _fmt(outs[0].get("mse") if outs else None, ".3g"), _fmt(outs[0].get("snr") if outs else None, ".3g"),
-                     f"{worst[0].split(';')[0]}: {worst[1].get('mse', 0.0):.3g}" if worst else MISSING])
+        rows.append(
+            [
+                r.variant,
+                r.format,
+                r.details.get("recipe", MISSING),
+                str(v.get("samples", MISSING)),
+                _fmt(outs[0].get("mse") if outs else None, ".3g"),
+                _fmt(outs[0].get("snr") if outs else None, ".3g"),
+                f"{worst[0].split(';')[0]}: {worst[1].get('mse', 0.0):.3g}" if worst else MISSING,
+            ]
+        )
     blocks.append(_Heading(3, "LiteRT Quantizer validation"))
-    blocks.append(_Table(["variant", "format", "recipe", "samples", "output MSE", "output SNR", "worst activation (MSE)"], rows, "lllrrrl"))
-    blocks.append(_Para("The quantizer compares its quantized file with the float32 file it started from, tensor by tensor, "
-                        "on training samples not used for calibration; every tensor's errors are in run.json (details.validation)."))
+    blocks.append(
+        _Table(
+            ["variant", "format", "recipe", "samples", "output MSE", "output SNR", "worst activation (MSE)"],
+            rows,
+            "lllrrrl",
+        )
+    )
+    blocks.append(
+        _Para(
+            "The quantizer compares its quantized file with the float32 file it started from, tensor by tensor, "
+            "on training samples not used for calibration; every tensor's errors are in run.json (details.validation)."
+        )
+    )
     return blocks
 
 
@@ -292,12 +397,38 @@ def _training(run: Run) -> list[Any]:
     blocks: list[Any] = [_Heading(2, "Training")]
     if run.training:
         # Throughput means little without what it ran on: strategy, replicas, global batch, precision.
-        rows = [[t.variant, str(t.epochs_run), _fmt(t.seconds, ".1f"), _fmt(t.examples_per_second, ",.0f"),
-                 t.strategy or MISSING, str(t.replicas), str(t.global_batch_size) if t.global_batch_size else MISSING, t.precision,
-                 ", ".join(f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in t.final.items()) or MISSING]
-                for t in run.training]
-        blocks.append(_Table(["variant", "epochs", "seconds", "examples/s", "strategy", "replicas", "global batch", "precision",
-                              "final metrics"], rows, "lrrrlrrll"))
+        rows = [
+            [
+                t.variant,
+                str(t.epochs_run),
+                _fmt(t.seconds, ".1f"),
+                _fmt(t.examples_per_second, ",.0f"),
+                t.strategy or MISSING,
+                str(t.replicas),
+                str(t.global_batch_size) if t.global_batch_size else MISSING,
+                t.precision,
+                ", ".join(f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in t.final.items())
+                or MISSING,
+            ]
+            for t in run.training
+        ]
+        blocks.append(
+            _Table(
+                [
+                    "variant",
+                    "epochs",
+                    "seconds",
+                    "examples/s",
+                    "strategy",
+                    "replicas",
+                    "global batch",
+                    "precision",
+                    "final metrics",
+                ],
+                rows,
+                "lrrrlrrll",
+            )
+        )
     else:
         blocks.append(_Para("No training recorded."))
     blocks.append(_Heading(2, "Stage timings"))
@@ -312,7 +443,16 @@ def _training(run: Run) -> list[Any]:
 
 def build_blocks(run: Run) -> list[Any]:
     """Lay out the whole report as neutral blocks, shared by the Markdown and HTML writers."""
-    return _header(run) + _results_table(run) + _not_exported(run) + _quantizer(run) + _plots(run) + _layers(run) + _transforms(run) + _training(run)
+    return (
+        _header(run)
+        + _results_table(run)
+        + _not_exported(run)
+        + _quantizer(run)
+        + _plots(run)
+        + _layers(run)
+        + _transforms(run)
+        + _training(run)
+    )
 
 
 # --- Markdown ------------------------------------------------------------------------------------
@@ -332,8 +472,10 @@ def _md_blocks(blocks: Sequence[Any]) -> list[str]:
         elif isinstance(b, _KeyValues):
             out.append("\n".join(f"- **{_md(k)}:** {_md(v)}" for k, v in b.items))
         elif isinstance(b, _Table):
-            lines = ["| " + " | ".join(_md(h) for h in b.headers) + " |",
-                     "|" + "|".join("---:" if a == "r" else ":---" for a in b.align) + "|"]
+            lines = [
+                "| " + " | ".join(_md(h) for h in b.headers) + " |",
+                "|" + "|".join("---:" if a == "r" else ":---" for a in b.align) + "|",
+            ]
             lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in b.rows]
             out.append("\n".join(lines))
         elif isinstance(b, _Image):
@@ -388,7 +530,8 @@ def _html_blocks(blocks: Sequence[Any]) -> list[str]:
         elif isinstance(b, _Table):
             head = "".join(f"<th>{_e(h)}</th>" for h in b.headers)
             body = "".join(
-                "<tr>" + "".join(f'<td class="{a}">{_e(c)}</td>' for a, c in zip(b.align, row)) + "</tr>" for row in b.rows
+                "<tr>" + "".join(f'<td class="{a}">{_e(c)}</td>' for a, c in zip(b.align, row)) + "</tr>"
+                for row in b.rows
             )
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif isinstance(b, _Image):
@@ -403,8 +546,10 @@ def _html_blocks(blocks: Sequence[Any]) -> list[str]:
 def to_html(blocks: Sequence[Any], title: str) -> str:
     """Write blocks as one self-contained HTML page: inline CSS, images as data URIs, no links."""
     body = "\n".join(_html_blocks(blocks))
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{_e(title)}</title>\n'
-            f"<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{_e(title)}</title>\n'
+        f"<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
 
 
 # --- entry point ---------------------------------------------------------------------------------
@@ -430,7 +575,9 @@ def render(run: Union[Run, str, Path], out_dir: Optional[Path] = None) -> dict[s
     """
     if isinstance(run, Run):
         if out_dir is None:
-            raise TfoptError("render() got a Run object but no out_dir. Fix: pass out_dir=..., or the path of run.json.")
+            raise TfoptError(
+                "render() got a Run object but no out_dir. Fix: pass out_dir=..., or the path of run.json."
+            )
     else:
         path = Path(run)
         if path.is_dir():

@@ -26,9 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from tfopt.backends import Backend, backend_for, backend_named
 from tfopt.errors import TfoptError
 from tfopt.io import atomic_path, atomic_write_text
-from tfopt.results import LayerDecision, Training, TransformReport
+from tfopt.results import Training, TransformReport, records
 
 
 class RunExistsError(TfoptError):
@@ -55,7 +56,8 @@ def check_not_finished(run_json: Path, name: str, force: bool) -> None:
     if run_json.exists() and not force:
         raise RunExistsError(
             f"{run_json.parent} already holds a finished run ({run_json.name} is there). "
-            f"Fix: pass --force to overwrite it (pipeline.run(..., force=True)), or set a new name: in the pipeline (now {name!r})."
+            "Fix: pass --force to overwrite it (pipeline.run(..., force=True)), "
+            f"or set a new name: in the pipeline (now {name!r})."
         )
 
 
@@ -70,7 +72,7 @@ class RunLock:
         self.path = Path(path)
         self._fd: Optional[int] = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         """Take the lock, or fail at once if another process holds it.
 
         Raises:
@@ -87,7 +89,8 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise TfoptError(
-                f"Cannot write to output folder {self.path.parent}: {e.strerror or e}. Fix: choose a writable folder with --out."
+                f"Cannot write to output folder {self.path.parent}: {e.strerror or e}. "
+                "Fix: choose a writable folder with --out."
             ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -131,14 +134,19 @@ class RunCheckpoints:
         if self.chief:
             stale = folder.exists() and _read_json(marker).get("fingerprint") != fp
             if stale:
-                self.log(f"[tfopt]   {key}: the pipeline changed since its epoch checkpoint was written; training it from the start")
+                self.log(
+                    f"[tfopt]   {key}: the pipeline changed since its epoch checkpoint was written; "
+                    "training it from the start"
+                )
                 shutil.rmtree(folder, ignore_errors=True)
             atomic_write_text(marker, json.dumps({"fingerprint": fp}) + "\n")
         return folder
 
     # ------------------------------------------------------------------ snapshots of finished stages
 
-    def load_stage(self, key: str, fp: str, safe_mode: bool = True) -> Optional[tuple[Any, list[Training], list[TransformReport]]]:
+    def load_stage(
+        self, key: str, fp: str, safe_mode: bool = True
+    ) -> Optional[tuple[Any, list[Training], list[TransformReport]]]:
         """The model and records of a finished stage, or None when there is none for this configuration.
 
         Call inside the strategy scope: the model is loaded there, ready to be trained further.
@@ -153,26 +161,29 @@ class RunCheckpoints:
         if data.get("fingerprint") != fp:
             self.log(f"[tfopt]   {key}: the pipeline changed since it finished; training it again")
             return None
-        from tfopt._keras import keras, keras3
-        from tfopt.transforms.qat import quantize_scope
-
         try:
-            if data.get("keras") == "keras3":
-                model = keras3().models.load_model(path, compile=False, safe_mode=safe_mode)
-            else:
-                with quantize_scope():  # a QAT step's model keeps tfmot's wrappers (saved as .h5, see qat.py)
-                    model = keras().models.load_model(path, compile=False, safe_mode=safe_mode)
-        except Exception as e:  # damaged, or one tfmot cannot reload (CQAT/PCQAT, see qat.save_qat_model): retrained
+            model = backend_named(data.get("keras", "tf_keras")).load(path, safe_mode=safe_mode)
+        except Exception as e:  # damaged, or one tfmot cannot reload (CQAT/PCQAT): retrained
             self.log(f"[tfopt]   {key}: cannot reload its snapshot ({str(e).splitlines()[0][:120]}); training it again")
             return None
-        trainings = [dataclasses.replace(Training(**t), restored=True) for t in data.get("training", [])]
-        reports = [
-            TransformReport(**{**r, "layers": [LayerDecision(**d) for d in r.get("layers", [])]}) for r in data.get("transforms", [])
-        ]
+        try:
+            trainings = [dataclasses.replace(t, restored=True) for t in records(Training, data.get("training", []))]
+            reports = records(TransformReport, data.get("transforms", []))
+        except ValueError as e:  # a damaged record: the stage is trained again
+            self.log(f"[tfopt]   {key}: cannot read its record ({e}); training it again")
+            return None
         self.log(f"[tfopt]   {key}: finished in an earlier invocation; reloaded from {path}")
         return model, trainings, reports
 
-    def save_stage(self, key: str, fp: str, model: Any, trainings: list[Training], reports: list[TransformReport]) -> None:
+    def save_stage(
+        self,
+        key: str,
+        fp: str,
+        model: Any,
+        trainings: list[Training],
+        reports: list[TransformReport],
+        backend: Optional[Backend] = None,
+    ) -> None:
         """Snapshot a finished stage: the model first, then the record that marks it complete.
 
         Every worker of a multi-worker run calls this (saving may read variables that are reduced
@@ -180,17 +191,11 @@ class RunCheckpoints:
         """
         if not self.enabled:
             return
-        from tfopt._keras import keras_kind
-        from tfopt.transforms.qat import model_file_suffix
-
-        suffix = model_file_suffix(model)  # .h5 for a QAT model: tfmot cannot reload it from .keras
-        kind = keras_kind(model)
+        backend = backend or backend_for(model)
+        suffix = backend.file_suffix(model)  # .h5 for a QAT model: tfmot cannot reload it from .keras
 
         def save(path: Path) -> None:
-            if suffix == ".h5":  # a QAT model, saved as qat.save_qat_model does (no optimizer state)
-                model.save(str(path), include_optimizer=False, save_format="h5")
-            else:
-                model.save(path)
+            backend.save(model, path, optimizer=True)
 
         if not self.chief:
             scratch = Path(tempfile.mkdtemp(prefix="tfopt-worker-"))
@@ -204,7 +209,7 @@ class RunCheckpoints:
             save(tmp)
         record = {
             "fingerprint": fp,
-            "keras": kind,
+            "keras": backend.kind,
             "file": f"{key}{suffix}",
             "training": [dataclasses.asdict(t) for t in trainings],
             "transforms": [dataclasses.asdict(r) for r in reports],

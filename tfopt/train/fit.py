@@ -13,7 +13,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from tfopt._keras import keras, keras_for, keras_kind, tf
+from tfopt._keras import tf
+from tfopt.backends import Backend, backend_for
 from tfopt.data import num_examples
 from tfopt.results import Training
 from tfopt.train.strategy import describe_strategy
@@ -36,51 +37,23 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, s
     return ds.with_options(options)
 
 
-def _optimizer(name: str, learning_rate: float, k: Any = None) -> Any:
-    k = k or keras()
-    return {
-        "adam": k.optimizers.Adam,
-        "adamw": k.optimizers.AdamW,
-        "sgd": lambda learning_rate: k.optimizers.SGD(learning_rate=learning_rate, momentum=0.9),
-        "rmsprop": k.optimizers.RMSprop,
-    }[name](learning_rate=learning_rate)
-
-
-def _outputs_probabilities(model: Any) -> bool:
-    layer = model.layers[-1]
-    while hasattr(layer, "layer"):  # tfmot wrappers (pruning, clustering, QAT) hold the real layer
-        layer = layer.layer
-    act = getattr(layer, "activation", None)
-    while hasattr(act, "activation"):  # QAT wraps the activation too (QuantizeAwareActivation)
-        act = act.activation
-    return getattr(act, "__name__", "") == "softmax"
-
-
-def compile_model(model: Any, optimizer: str, learning_rate: float) -> None:
+def compile_model(model: Any, optimizer: str, learning_rate: float, backend: Optional[Backend] = None) -> None:
     """Compile for integer-label classification; call inside the strategy scope.
 
-    Under a ``mixed_float16`` policy the optimizer is wrapped in a ``LossScaleOptimizer`` (dynamic
-    loss scaling), so small float16 gradients do not underflow to zero.
+    The model's backend picks its Keras' optimizer and loss; under a ``mixed_float16`` policy a
+    tf_keras optimizer is wrapped in a ``LossScaleOptimizer`` (dynamic loss scaling).
     """
-    k = keras_for(model)  # a Keras 3 model (keras-hub) needs Keras 3's optimizer and loss
-    opt = _optimizer(optimizer, learning_rate, k)
-    if keras_kind(model) == "tf_keras" and k.mixed_precision.global_policy().name == "mixed_float16":
-        opt = k.mixed_precision.LossScaleOptimizer(opt)
-    model.compile(
-        optimizer=opt,
-        loss=k.losses.SparseCategoricalCrossentropy(from_logits=not _outputs_probabilities(model)),
-        metrics=["accuracy"],
-    )
+    (backend or backend_for(model)).compile(model, optimizer, learning_rate)
 
 
-def backup_callback(model: Any, backup_dir: Path) -> Any:
+def backup_callback(model: Any, backup_dir: Path, backend: Optional[Backend] = None) -> Any:
     """Keras ``BackupAndRestore`` writing to ``backup_dir`` every epoch, restoring at the next start.
 
     tf_keras refuses ``OneDeviceStrategy`` here only because it is missing from the callback's list
     of strategies; its checkpoint (``tf.train.Checkpoint`` of model, optimizer and epoch) works the
     same on one device, which ``tests/train/test_resume.py`` checks by killing a real run.
     """
-    k = keras_for(model)
+    k = (backend or backend_for(model)).keras()
     cb = k.callbacks.BackupAndRestore(backup_dir=str(backup_dir), save_freq="epoch", delete_checkpoint=True)
     if hasattr(cb, "_supported_strategies"):
         cb._supported_strategies = tuple(cb._supported_strategies) + (tf().distribute.OneDeviceStrategy,)
@@ -102,8 +75,10 @@ class _Progress:
                 if outer.first_epoch is None:
                     outer.first_epoch = epoch
                     if epoch > 0:
-                        outer.log(f"[tfopt]   {outer.variant}: resumed from the checkpoint of epoch {epoch}; "
-                                  f"continuing at epoch {epoch + 1}/{outer.epochs}")
+                        outer.log(
+                            f"[tfopt]   {outer.variant}: resumed from the checkpoint of epoch {epoch}; "
+                            f"continuing at epoch {epoch + 1}/{outer.epochs}"
+                        )
 
         return Cb()
 
@@ -122,6 +97,7 @@ def fit(
     verbose: int = 2,
     backup_dir: Optional[Path] = None,
     log: Callable[[str], None] = print,
+    backend: Optional[Backend] = None,
 ) -> Training:
     """Train ``model`` on the splits' train part, validating on val; returns what happened.
 
@@ -131,18 +107,32 @@ def fit(
             invocation was killed); the backup is deleted when the fit completes.
         log: where the resume notice goes.
     """
-    k = keras_for(model)  # callbacks must come from the model's own Keras
+    backend = backend or backend_for(model)
+    k = backend.keras()  # callbacks must come from the model's own Keras
     progress = _Progress(variant, epochs, log)
     # The backup restores first, so later callbacks (e.g. tfmot's UpdatePruningStep) see the restored state.
-    cbs = ([backup_callback(model, backup_dir)] if backup_dir is not None else []) + [progress.callback(k)] + list(callbacks)
+    cbs = (
+        ([backup_callback(model, backup_dir, backend)] if backup_dir is not None else [])
+        + [progress.callback(k)]
+        + list(callbacks)
+    )
     if log_dir is not None:
         cbs.append(k.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=0, write_graph=False, profile_batch=0))
     has_val = num_examples(splits.x_val) > 0
     if early_stopping is not None and has_val:
-        cbs.append(k.callbacks.EarlyStopping(monitor=early_stopping.monitor, patience=early_stopping.patience, restore_best_weights=True))
+        cbs.append(
+            k.callbacks.EarlyStopping(
+                monitor=early_stopping.monitor, patience=early_stopping.patience, restore_best_weights=True
+            )
+        )
     strategy = getattr(model, "distribute_strategy", None) or tf().distribute.get_strategy()
     policy = getattr(getattr(model, "dtype_policy", None), "name", None) or "float32"
-    info = dict(strategy=describe_strategy(strategy), replicas=strategy.num_replicas_in_sync, global_batch_size=batch_size, precision=policy)
+    info = dict(
+        strategy=describe_strategy(strategy),
+        replicas=strategy.num_replicas_in_sync,
+        global_batch_size=batch_size,
+        precision=policy,
+    )
     if epochs == 0:
         return Training(variant, 0, 0.0, 0.0, {}, **info)
     train_ds = make_dataset(splits.x_train, splits.y_train, batch_size, shuffle=True, seed=seed)

@@ -11,6 +11,8 @@ dtype of every model it builds). Why rebuild models layer by layer: a user's sav
 ``dtype: float32`` in every layer's config, so a global policy alone would not change it, and the
 output layer must stay float32 so softmax and the loss are computed in full precision.
 Exported TFLite files are made from a float32 copy, so they are float32/int8 as the export asks.
+Which techniques train under which policy is each technique's ``precisions`` flag
+(``tfopt.transforms``), checked before training by ``tfopt.pipeline.check_variants``.
 """
 
 from __future__ import annotations
@@ -19,16 +21,10 @@ import contextlib
 from typing import Any, Iterator, Optional
 
 from tfopt._keras import keras
-from tfopt.errors import ConfigError, TfoptError
+from tfopt.backends import Backend, backend_for
+from tfopt.errors import TfoptError
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-
-# Measured with tensorflow-model-optimization 0.8.1 on TF 2.21 (tests/train/test_precision.py):
-# pruning trains under both mixed policies; clustering fails inside tfmot (float32-only centroid
-# ops: "cannot compute Sub ... half tensor", k-means++ has no float16 kernel) and QAT fails in its
-# fake-quantization ops (no float16/bfloat16 kernels, tensorflow/model-optimization#367, #824).
-# A transform class may declare ``precisions = (...)`` to state its own support.
-_SUPPORTED = {"prune": PRECISIONS, "cluster": ("float32",), "qat": ("float32",)}
 
 
 @contextlib.contextmanager
@@ -44,37 +40,6 @@ def precision_policy(name: str) -> Iterator[None]:
         yield
     finally:
         mp.set_global_policy(previous)
-
-
-def supported_precisions(transform_name: str, cls: Any = None) -> tuple[str, ...]:
-    """The precisions a transform trains under: its own ``precisions`` attribute, else the table above."""
-    declared = getattr(cls, "precisions", None)
-    if declared:
-        return tuple(declared)
-    return _SUPPORTED.get(transform_name, ("float32",))
-
-
-def check_precision(cfg: Any) -> None:
-    """Refuse, before any training, variants whose transforms tfmot cannot train under the policy.
-
-    Raises:
-        ConfigError: names the variant, the transform, the precision and the fix.
-    """
-    precision = cfg.train.precision
-    if precision == "float32":
-        return
-    from tfopt.transforms import TRANSFORMS
-
-    for vname, variant in cfg.variants.items():
-        for spec in variant.transforms:
-            cls = TRANSFORMS.get(spec.name) if spec.name in TRANSFORMS else None
-            ok = supported_precisions(spec.name, cls)
-            if precision not in ok:
-                raise ConfigError(
-                    f"variant {vname!r}: transform {spec.name!r} does not train under train.precision: {precision} "
-                    f"(tfmot supports it in {', '.join(ok)} only; it would fail deep inside tfmot). "
-                    f"Fix: set train.precision: float32, or move this variant to a float32 pipeline. Received: precision={precision!r}"
-                )
 
 
 def with_dtype(model: Any, dtype: str, output_dtype: Optional[str] = None) -> Any:
@@ -119,7 +84,11 @@ def with_dtype(model: Any, dtype: str, output_dtype: Optional[str] = None) -> An
             tails = []
             for name, tensor in zip(copy.output_names, copy.outputs):
                 act = moved.get(name)
-                tails.append(tensor if act is None else k.layers.Activation(act, dtype=output_dtype, name=f"{name}_{output_dtype}")(tensor))
+                tails.append(
+                    tensor
+                    if act is None
+                    else k.layers.Activation(act, dtype=output_dtype, name=f"{name}_{output_dtype}")(tensor)
+                )
             copy = k.Model(copy.inputs, tails if len(tails) > 1 else tails[0], name=model.name)
     except (ValueError, TypeError, NotImplementedError, AttributeError) as e:
         raise TfoptError(
@@ -129,21 +98,21 @@ def with_dtype(model: Any, dtype: str, output_dtype: Optional[str] = None) -> An
     return copy
 
 
-def apply_precision(model: Any, precision: str) -> Any:
+def apply_precision(model: Any, precision: str, backend: Optional[Backend] = None) -> Any:
     """The model to train under ``precision``: unchanged for float32, else rebuilt with float32 outputs."""
     if precision == "float32":
         return model
-    from tfopt._keras import keras_kind
-
-    if keras_kind(model) != "tf_keras":
+    backend = backend or backend_for(model)
+    if not backend.supports_mixed_precision:
         raise TfoptError(
-            f"train.precision: {precision} is implemented for Keras 2 (tf_keras) models; {model.name!r} is a Keras 3 model. "
+            f"train.precision: {precision} is implemented for Keras 2 (tf_keras) models; "
+            f"{model.name!r} is a {backend.kind} model. "
             f"Fix: set train.precision: float32. Received: precision={precision!r}"
         )
     return with_dtype(model, precision, "float32")
 
 
-def export_copy(model: Any, precision: str, strategy: Any) -> Any:
+def export_copy(model: Any, precision: str, strategy: Any, backend: Optional[Backend] = None) -> Any:
     """The model to export and evaluate: float32, and not tied to a multi-host or TPU strategy.
 
     A model trained under a mixed policy is rebuilt in float32 so the converter writes the formats
@@ -158,10 +127,5 @@ def export_copy(model: Any, precision: str, strategy: Any) -> Any:
         with precision_policy("float32"):
             return with_dtype(model, "float32")
     if isinstance(strategy, (t.distribute.MultiWorkerMirroredStrategy, t.distribute.TPUStrategy)):
-        from tfopt.transforms.qat import clone_scope
-
-        with clone_scope(model):
-            copy = keras().models.clone_model(model)
-        copy.set_weights(model.get_weights())
-        return copy
+        return (backend or backend_for(model)).clone(model)
     return model

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import urlparse
 
 from tfopt._keras import tf
-from tfopt.config import TrainConfig
+from tfopt.schema import TrainConfig
 from tfopt.errors import TfoptError
 
 TPU_CONNECT_TIMEOUT_S = 10.0
@@ -54,10 +54,15 @@ def read_tf_config(environ: Optional[dict] = None) -> WorkerTask:
     """
     env = os.environ if environ is None else environ
     raw = env.get("TF_CONFIG")
-    fix = ('Fix: set TF_CONFIG on every host, e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-           '"task": {"type": "worker", "index": 0}} (index 1 on the second host)')
+    fix = (
+        'Fix: set TF_CONFIG on every host, e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+        '"task": {"type": "worker", "index": 0}} (index 1 on the second host)'
+    )
     if not raw:
-        raise StrategyError(f"strategy multi_worker needs the TF_CONFIG environment variable, which is not set. {fix}, or use strategy: auto.")
+        raise StrategyError(
+            "strategy multi_worker needs the TF_CONFIG environment variable, which is not set. "
+            f"{fix}, or use strategy: auto."
+        )
     try:
         conf = json.loads(raw)
     except json.JSONDecodeError as e:
@@ -70,7 +75,8 @@ def read_tf_config(environ: Optional[dict] = None) -> WorkerTask:
     members = cluster.get(ttype) if isinstance(ttype, str) else None
     if not isinstance(members, list) or not isinstance(index, int) or not 0 <= index < len(members):
         raise StrategyError(
-            f"TF_CONFIG's task {task!r} is not in its cluster (types: {', '.join(map(str, cluster)) or 'none'}). {fix}. "
+            f"TF_CONFIG's task {task!r} is not in its cluster "
+            f"(types: {', '.join(map(str, cluster)) or 'none'}). {fix}. "
             f"Received: TF_CONFIG={raw!r}"
         )
     workers = len(cluster.get("worker") or []) + len(cluster.get("chief") or [])
@@ -94,7 +100,8 @@ def _check_devices(devices: list[str], key: str) -> list[str]:
         d = _norm(device if device.startswith("/") else "/" + device)
         if d not in known:
             raise StrategyError(
-                f"Device {device!r} not found. Known: {', '.join(sorted(known))}. Fix: set train.{key} to devices from that list."
+                f"Device {device!r} not found. Known: {', '.join(sorted(known))}. "
+                f"Fix: set train.{key} to devices from that list."
             )
         out.append(d)
     return out
@@ -123,7 +130,10 @@ def resolve_strategy(cfg: TrainConfig, log: Callable[[str], None] = print) -> An
         gpus = t.config.list_logical_devices("GPU")
         if cfg.device is None and len(gpus) > 1:
             strategy = t.distribute.MirroredStrategy([g.name for g in gpus])
-            log(f"[tfopt] strategy: auto chose MirroredStrategy over {len(gpus)} GPUs ({strategy.num_replicas_in_sync} replicas)")
+            log(
+                f"[tfopt] strategy: auto chose MirroredStrategy over {len(gpus)} GPUs "
+                f"({strategy.num_replicas_in_sync} replicas)"
+            )
             return strategy
         if cfg.device:
             return _one_device(cfg, log, prefix="auto chose (a device is set) ")
@@ -146,8 +156,11 @@ def resolve_strategy(cfg: TrainConfig, log: Callable[[str], None] = print) -> An
         }[cfg.cross_device_ops]
         strategy = t.distribute.MirroredStrategy(devices, cross_device_ops=ops() if ops else None)
         shown = ", ".join(_norm(d) for d in strategy.extended.worker_devices)
-        log(f"[tfopt] strategy: MirroredStrategy over {shown} ({strategy.num_replicas_in_sync} replicas"
-            + (f", {cfg.cross_device_ops}" if cfg.cross_device_ops else "") + ")")
+        log(
+            f"[tfopt] strategy: MirroredStrategy over {shown} ({strategy.num_replicas_in_sync} replicas"
+            + (f", {cfg.cross_device_ops}" if cfg.cross_device_ops else "")
+            + ")"
+        )
         if strategy.num_replicas_in_sync == 1:
             log("[tfopt]   note: one replica only (no GPU visible and no train.devices); this trains like one_device")
         return strategy
@@ -174,7 +187,8 @@ def _multi_worker(cfg: TrainConfig, log: Callable[[str], None]) -> Any:
     except RuntimeError as e:  # "Collective ops must be configured at program startup"
         raise StrategyError(
             f"Cannot start MultiWorkerMirroredStrategy: {str(e).splitlines()[0]}. "
-            "Fix: run each worker as its own fresh process (tfopt run ...), with nothing else using TensorFlow before it."
+            "Fix: run each worker as its own fresh process (tfopt run ...), "
+            "with nothing else using TensorFlow before it."
         ) from None
     log(
         f"[tfopt] strategy: MultiWorkerMirroredStrategy, {task.type} {task.index} of {task.num_workers} workers, "
@@ -187,7 +201,10 @@ def _tpu(cfg: TrainConfig, log: Callable[[str], None]) -> Any:
     t = tf()
     address = cfg.tpu
     shown = address if address else "(none: TPU_NAME or the Cloud TPU of this VM)"
-    fix = "Fix: set train.tpu to a reachable TPU (a Cloud TPU name, grpc://host:port, or local on a TPU VM) and check that it is up"
+    fix = (
+        "Fix: set train.tpu to a reachable TPU (a Cloud TPU name, grpc://host:port, or local on a TPU VM) "
+        "and check that it is up"
+    )
     if address and address.startswith("grpc://"):
         # TensorFlow waits forever on an unreachable gRPC address: try the port first, with a timeout.
         url = urlparse(address)

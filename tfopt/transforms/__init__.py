@@ -1,39 +1,60 @@
-"""Optimization techniques, one file each, behind one small interface.
+"""Optimization techniques: one registry (``TECHNIQUES``), one file per technique and backend.
 
-A technique subclasses ``Transform``, declares its parameter schema as ``Config`` (validated when
-the pipeline loads), and registers itself with ``@TRANSFORMS.register(name)``. For each step of a
-variant, in order, the pipeline calls ``apply`` inside the strategy scope, fine-tunes with
-``callbacks()``, then ``strip`` leaves a plain Keras model for the next step or for export;
-``describe()`` says per layer what was done or skipped and why. A step sees the steps before it
-in ``Context.previous``, so a later technique can preserve what an earlier one achieved
+A technique is registered once, with its parameter schema (``Config``, validated when the
+pipeline loads), its ordering rule (which steps it may follow), and capability flags in the style
+of Hugging Face's quantizers (needs fine-tuning? calibration data? owns the loss? changes the
+architecture? which training precisions?). Each Keras backend gets its own implementation, a
+``Transform`` subclass registered with ``@TECHNIQUE.implementation("tf_keras")`` (or
+``"keras3"``); which one runs follows from the model's backend, never from the user.
+
+For each step of a variant, in order, ``tfopt.pipeline.apply_steps`` calls ``apply`` inside the
+strategy scope, ``compile`` (a technique that owns its loss, such as distillation, overrides it),
+fine-tunes with ``callbacks()``, then ``strip`` leaves a plain Keras model for the next step or for
+export; ``describe()`` says per layer what was done or skipped and why. ``apply`` may return a
+model of another shape (structured pruning). A step sees the steps before it in
+``Context.previous``, so a later technique can preserve what an earlier one achieved
 (collaborative optimization: sparsity-preserving clustering, PQAT, CQAT, PCQAT).
+
+Adding a technique: one file here that calls ``technique(...)`` and registers an implementation
+per backend, and its import in ``_register_builtins`` below.
 """
 
 from __future__ import annotations
 
 import abc
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 from pydantic import BaseModel
 
+from tfopt.errors import TransformError
 from tfopt.registry import Registry
 from tfopt.results import LayerDecision
 
-TRANSFORMS: Registry = Registry("transform")  # tf_keras (Keras 2) implementations, mostly tfmot
-KERAS3_TRANSFORMS: Registry = Registry("Keras 3 transform")  # same names and Config, for Keras 3 models
+ALL_PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a technique may need to know of the data: shapes, classes, and a few real training inputs."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+    sample: Any = None  # a few training inputs (an array, or a dict of arrays by input name)
 
 
 @dataclass(frozen=True)
 class Context:
-    """What a transform may need to know about the fine-tune that follows it."""
+    """What a transform may need to know about the model, the data and the fine-tune that follows it."""
 
     steps_per_epoch: int
     finetune_epochs: int
     log_dir: Optional[Path] = None
     previous: tuple[str, ...] = ()  # transforms applied (and stripped) before this one, in order
+    backend: Any = None  # the model's tfopt.backends.Backend
+    data: Optional[DataSpec] = None
 
     @property
     def total_steps(self) -> int:
@@ -41,12 +62,16 @@ class Context:
 
 
 class Transform(abc.ABC):
-    """One optimization technique applied to one model."""
+    """One technique's implementation for one Keras backend, applied to one model.
+
+    ``name``, ``Config`` and ``technique`` are set when the class is registered with
+    ``Technique.implementation``.
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
-    backend: ClassVar[str] = "tf_keras"
-    needs_finetune: ClassVar[bool] = True
+    technique: ClassVar[Technique]
+    backend: ClassVar[str] = "tf_keras"  # what ran, as the report shows it (instances refine it)
 
     def __init__(self, config: BaseModel, context: Context):
         self.config = config
@@ -55,7 +80,11 @@ class Transform(abc.ABC):
 
     @abc.abstractmethod
     def apply(self, model: Any) -> Any:
-        """Return a model ready for fine-tuning (wrapped layers, masks...)."""
+        """Return a model ready for fine-tuning (wrapped layers, masks, or a smaller model)."""
+
+    def compile(self, model: Any, optimizer: str, learning_rate: float) -> None:
+        """Compile the model for its fine-tune; a technique that owns its loss overrides this."""
+        self.context.backend.compile(model, optimizer, learning_rate)
 
     def callbacks(self) -> list:
         """Keras callbacks the fine-tune needs (e.g. the pruning step)."""
@@ -68,9 +97,84 @@ class Transform(abc.ABC):
     def describe(self) -> list[LayerDecision]:
         return list(self.decisions)
 
-    @classmethod
-    def check_previous(cls, previous: tuple[str, ...]) -> None:
+
+def _any_order(previous: tuple[str, ...]) -> None:
+    """The default ordering rule: a technique may follow any step."""
+
+
+@dataclass(frozen=True)
+class Technique:
+    """One registered technique: its schema, ordering rule, flags and an implementation per backend.
+
+    Example::
+
+        PRUNE = technique("prune", PruneConfig, order=_prune_order, precisions=ALL_PRECISIONS)
+
+        @PRUNE.implementation("tf_keras")
+        class Prune(Transform): ...
+    """
+
+    name: str
+    Config: type[BaseModel]
+    summary: str = ""
+    order: Callable[[tuple[str, ...]], None] = _any_order  # raises ValueError when it cannot follow ``previous``
+    needs_finetune: bool = True
+    needs_calibration: bool = False  # reads training samples before the fine-tune (e.g. an importance score)
+    owns_loss: bool = False  # its ``Transform.compile`` sets its own loss (e.g. distillation)
+    changes_architecture: bool = False  # ``apply`` returns a model of another shape (e.g. structured pruning)
+    precisions: tuple[str, ...] = ("float32",)  # training precisions it supports (measured, see its file)
+    example: dict = field(default_factory=dict, compare=False)  # typical params: docs and the tests' shared battery
+    implementations: dict[str, type[Transform]] = field(default_factory=dict, compare=False)
+
+    def check_previous(self, previous: tuple[str, ...]) -> None:
         """Raise ValueError when this technique cannot follow the steps ``previous`` (checked at load)."""
+        self.order(previous)
+
+    def implementation(self, backend: str) -> Callable[[type[Transform]], type[Transform]]:
+        """Register a ``Transform`` subclass as this technique's implementation for ``backend``."""
+
+        def deco(cls: type[Transform]) -> type[Transform]:
+            if backend in self.implementations:
+                raise ValueError(f"Duplicate {backend} implementation of technique {self.name!r}.")
+            cls.name, cls.Config, cls.technique = self.name, self.Config, self
+            self.implementations[backend] = cls
+            return cls
+
+        return deco
+
+    def for_backend(self, backend: str) -> type[Transform]:
+        """The implementation for a model of backend ``backend`` (a Backend's ``kind``).
+
+        Raises:
+            TransformError: the technique has no implementation for that Keras.
+        """
+        if backend in self.implementations:
+            return self.implementations[backend]
+        have = ", ".join(self.implementations)
+        others = ", ".join(n for n, t in TECHNIQUES.items() if backend in t.implementations) or "none"
+        if backend == "keras3":
+            raise TransformError(
+                f"Transform {self.name!r} cannot be applied to a Keras 3 model: tensorflow-model-optimization works "
+                f"with Keras 2 (tf_keras) models only. Transforms available for Keras 3: {others}. "
+                f"Received: transform={self.name!r}"
+            )
+        where = "Keras 3 models only (e.g. model: {name: bert})" if have == "keras3" else f"{have} models only"
+        raise TransformError(
+            f"Transform {self.name!r} applies to {where}. "
+            f"Transforms available for {backend} models: {others}. Received: transform={self.name!r}"
+        )
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return tuple(self.implementations)
+
+
+TECHNIQUES: Registry[Technique] = Registry("transform")
+
+
+def technique(name: str, Config: type[BaseModel], **flags: Any) -> Technique:
+    """Declare and register technique ``name``; returns it, to register implementations on."""
+    return TECHNIQUES.register(name)(Technique(name=name, Config=Config, **flags))
 
 
 def layer_selected(name: str, only: Optional[list[str]], skip: list[str]) -> tuple[bool, str]:
@@ -83,42 +187,18 @@ def layer_selected(name: str, only: Optional[list[str]], skip: list[str]) -> tup
     return True, ""
 
 
-def transform_class(name: str, kind: str) -> type[Transform]:
-    """The implementation of technique ``name`` for a model of Keras kind ``kind``.
-
-    Which backend runs follows from the model, never from the user: tfmot for tf_keras models,
-    tfopt's own implementations for Keras 3 models.
+def transform_class(name: str, backend: str) -> type[Transform]:
+    """The implementation of technique ``name`` for a model of backend ``backend``.
 
     Raises:
-        TransformError: the technique has no implementation for that Keras.
+        TfoptError: unknown technique, or none for that Keras (TransformError).
     """
-    from tfopt.errors import TransformError
-
-    registry = KERAS3_TRANSFORMS if kind == "keras3" else TRANSFORMS
-    if name in registry:
-        return registry.get(name)
-    if name in TRANSFORMS and kind == "keras3":
-        available = ", ".join(KERAS3_TRANSFORMS) or "none"
-        raise TransformError(
-            f"Transform {name!r} cannot be applied to a Keras 3 model: tensorflow-model-optimization works "
-            f"with Keras 2 (tf_keras) models only. Transforms available for Keras 3: {available}. Received: transform={name!r}"
-        )
-    if name in KERAS3_TRANSFORMS:
-        raise TransformError(
-            f"Transform {name!r} applies to Keras 3 models only (e.g. model: {{name: bert}}). "
-            f"Transforms available for tf_keras models: {', '.join(TRANSFORMS)}. Received: transform={name!r}"
-        )
-    return TRANSFORMS.get(name)  # raises the unknown-name error
-
-
-def any_transform(name: str) -> type[Transform]:
-    """A technique's class from either registry, for what does not depend on the model (its Config)."""
-    return TRANSFORMS.get(name) if name in TRANSFORMS or name not in KERAS3_TRANSFORMS else KERAS3_TRANSFORMS.get(name)
+    return TECHNIQUES.get(name).for_backend(backend)
 
 
 def _register_builtins() -> None:
-    from tfopt.transforms import cluster, prune, qat  # noqa: F401
-    from tfopt.transforms import cluster_keras3, prune_keras3, quantize_keras3  # noqa: F401  (Keras 3 backends)
+    from tfopt.transforms import cluster, prune, qat, quantize  # noqa: F401
+    from tfopt.transforms import cluster_keras3, prune_keras3  # noqa: F401  (Keras 3 backends)
 
 
 _register_builtins()

@@ -24,9 +24,15 @@ from pydantic import Field
 from tfopt._keras import keras, tfmot
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
-from tfopt.transforms import TRANSFORMS, Transform
+from tfopt.transforms import Transform, technique
 from tfopt.transforms.common import (
-    LayerSelection, clone_wrapping, fresh_copy, has_weights_to_change, require_some_applied, require_tf_keras, unsupported_layer,
+    LayerSelection,
+    clone_wrapping,
+    fresh_copy,
+    has_weights_to_change,
+    require_some_applied,
+    require_tf_keras,
+    unsupported_layer,
 )
 
 INITS = {
@@ -43,20 +49,33 @@ class ClusterConfig(LayerSelection):
         "kmeans_plus_plus", description="how the centroids start"
     )
     per_channel: bool = Field(False, description="cluster each output channel of Conv2D kernels separately")
-    preserve_sparsity: bool = Field(False, description="keep zeros as zeros; turned on automatically after a prune step")
+    preserve_sparsity: bool = Field(
+        False, description="keep zeros as zeros; turned on automatically after a prune step"
+    )
 
 
-@TRANSFORMS.register("cluster")
+def _order(previous: tuple[str, ...]) -> None:
+    if "qat" in previous:
+        raise ValueError(
+            "cluster cannot follow qat: a QAT model keeps its fake-quantization wrappers until export. "
+            "Fix: put qat last"
+        )
+
+
+# float32 only, measured with tfmot 0.8.1 on TF 2.21: its centroid ops fail under mixed policies
+# ("cannot compute Sub ... half tensor"; k-means++ has no float16 kernel).
+CLUSTER = technique(
+    "cluster",
+    ClusterConfig,
+    summary="Share number_of_clusters values per kernel, fine-tuning the centroids.",
+    order=_order,
+    example={"number_of_clusters": 8},
+)
+
+
+@CLUSTER.implementation("tf_keras")
 class Cluster(Transform):
     """Share ``number_of_clusters`` values per kernel, fine-tuning the centroids."""
-
-    name = "cluster"
-    Config = ClusterConfig
-
-    @classmethod
-    def check_previous(cls, previous: tuple[str, ...]) -> None:
-        if "qat" in previous:
-            raise ValueError("cluster cannot follow qat: a QAT model keeps its fake-quantization wrappers until export. Fix: put qat last")
 
     @property
     def preserve_sparsity(self) -> bool:
@@ -74,8 +93,10 @@ class Cluster(Transform):
                 "Sparsity-preserving clustering keeps zero as its own cluster, so it needs number_of_clusters >= 3. "
                 f"Fix: raise cluster.number_of_clusters. Received: number_of_clusters={c.number_of_clusters}"
             )
-        self.backend = "tf_keras: tfmot " + ("sparsity-preserving clustering" if preserve else "clustering") + (
-            " (after prune)" if "prune" in self.context.previous else ""
+        self.backend = (
+            "tf_keras: tfmot "
+            + ("sparsity-preserving clustering" if preserve else "clustering")
+            + (" (after prune)" if "prune" in self.context.previous else "")
         )
         init = clustering.CentroidInitialization[INITS[c.init]]
         self.decisions = []
@@ -89,16 +110,25 @@ class Cluster(Transform):
                     # cluster_weights forwards these two to the wrapper (tfmot's per-channel and
                     # sparsity-preserving options are not separate public functions in 0.8.1).
                     wrapped = clustering.cluster_weights(
-                        layer, number_of_clusters=c.number_of_clusters, cluster_centroids_init=init,
-                        preserve_sparsity=preserve, cluster_per_channel=c.per_channel,
+                        layer,
+                        number_of_clusters=c.number_of_clusters,
+                        cluster_centroids_init=init,
+                        preserve_sparsity=preserve,
+                        cluster_per_channel=c.per_channel,
                     )
                 except (ValueError, TypeError) as e:
-                    raise unsupported_layer(self.name, layer, f"tfmot clustering does not support it ({str(e).splitlines()[0][:160]})",
-                                            "tfmot.clustering.keras.ClusterableLayer") from None
+                    raise unsupported_layer(
+                        self.name,
+                        layer,
+                        f"tfmot clustering does not support it ({str(e).splitlines()[0][:160]})",
+                        "tfmot.clustering.keras.ClusterableLayer",
+                    ) from None
                 if wrapped is not layer:
                     self.decisions.append(LayerDecision(layer.name, True, self._note(layer)))
                     return wrapped
-                unit = "per channel" if c.per_channel else "in its kernel"  # tfmot leaves a Conv2D with too few weights as it is
+                unit = (
+                    "per channel" if c.per_channel else "in its kernel"
+                )  # tfmot leaves a Conv2D with too few weights as it is
                 reason = f"too few weights {unit} for {c.number_of_clusters} clusters"
             if preserve and "prune" in self.context.previous:
                 reason += "; fine-tuned unmasked, so its zeros are not kept"
@@ -106,7 +136,9 @@ class Cluster(Transform):
             return layer
 
         clustered = clone_wrapping(model, self.name, wrap)
-        require_some_applied("cluster", model, self.decisions, "check cluster.layers / cluster.layer_types / cluster.skip.")
+        require_some_applied(
+            "cluster", model, self.decisions, "check cluster.layers / cluster.layer_types / cluster.skip."
+        )
         return clustered
 
     def _note(self, layer: Any) -> str:

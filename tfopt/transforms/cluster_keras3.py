@@ -29,22 +29,33 @@ from typing import Any, Optional
 import numpy as np
 
 from tfopt._keras import keras3, tf, tfmot
-from tfopt.backend_keras3 import check_layer_types, layer_path, matrix_layers, select, stored_variable, weight_attribute
+from tfopt.backends.keras3 import (
+    check_layer_types,
+    layer_path,
+    matrix_layers,
+    select,
+    stored_variable,
+    weight_attribute,
+)
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
-from tfopt.transforms import KERAS3_TRANSFORMS
-from tfopt.transforms.cluster import INITS, Cluster, ClusterConfig
+from tfopt.transforms.cluster import CLUSTER, INITS, Cluster
 from tfopt.transforms.common import require_some_applied
 
 
 def initial_centroids(values: np.ndarray, number_of_clusters: int, init: str, preserve_sparsity: bool) -> np.ndarray:
     """tfmot's centroid initialisation for one weight matrix (same algorithms, same seed)."""
-    from tensorflow_model_optimization.python.core.clustering.keras import clustering_centroids  # not re-exported by tfmot
+    from tensorflow_model_optimization.python.core.clustering.keras import (
+        clustering_centroids,
+    )  # not re-exported by tfmot
 
     method = tfmot().clustering.keras.CentroidInitialization[INITS[init]]
     factory = clustering_centroids.CentroidsInitializerFactory.get_centroid_initializer(method)
     weights = tf().constant(values.astype(np.float32))
-    return np.array(factory(weights, number_of_clusters, False, "channels_last", preserve_sparsity).get_cluster_centroids(), np.float32)  # a writable copy
+    return np.array(
+        factory(weights, number_of_clusters, False, "channels_last", preserve_sparsity).get_cluster_centroids(),
+        np.float32,
+    )  # a writable copy
 
 
 class _Clusters:
@@ -80,11 +91,13 @@ def _clustered_class(cls: type, attr: str) -> type:
             state = self.__dict__.get("_tfopt_clusters")
             return value if state is None else state.clustered(value)
 
-        _CLASSES[key] = type(cls.__name__, (cls,), {attr: property(getter), "__module__": cls.__module__, "_tfopt_plain_class": cls})
+        _CLASSES[key] = type(
+            cls.__name__, (cls,), {attr: property(getter), "__module__": cls.__module__, "_tfopt_plain_class": cls}
+        )
     return _CLASSES[key]
 
 
-@KERAS3_TRANSFORMS.register("cluster")
+@CLUSTER.implementation("keras3")
 class ClusterKeras3(Cluster):
     """Share ``number_of_clusters`` values per matrix of a Keras 3 model, fine-tuning the centroids."""
 
@@ -99,15 +112,23 @@ class ClusterKeras3(Cluster):
                 "Sparsity-preserving clustering keeps zero as its own cluster, so it needs number_of_clusters >= 3. "
                 f"Fix: raise cluster.number_of_clusters. Received: number_of_clusters={c.number_of_clusters}"
             )
-        self.backend = type(self).backend + (", sparsity-preserving (after prune)" if "prune" in self.context.previous
-                                             else ", sparsity-preserving" if preserve else "")
+        self.backend = type(self).backend + (
+            ", sparsity-preserving (after prune)"
+            if "prune" in self.context.previous
+            else ", sparsity-preserving"
+            if preserve
+            else ""
+        )
         k3 = keras3()
         self.decisions, self._layers, self._added = [], [], set()
         for layer in matrix_layers(model):
             path, attr = layer_path(layer), weight_attribute(layer)
             selected, reason = select(c, layer)
             if selected and attr is None:
-                selected, reason = False, f"no kernel to cluster ({type(layer).__name__}: not a Dense, EinsumDense or Embedding)"
+                selected, reason = (
+                    False,
+                    f"no kernel to cluster ({type(layer).__name__}: not a Dense, EinsumDense or Embedding)",
+                )
             if selected:
                 var = stored_variable(layer, attr)
                 values = np.asarray(var.numpy())
@@ -122,10 +143,16 @@ class ClusterKeras3(Cluster):
                 zero = int(np.argmin(np.abs(centroids)))
                 centroids[zero] = 0.0
                 zero_keep = tf().constant(np.arange(len(centroids)) != zero, dtype=var.dtype)
-            layer._tracker.unlock()  # a built Keras 3 layer locks its state; Keras' own LoRA and quantize unlock it the same way
+            # a built Keras 3 layer locks its state; Keras' own LoRA and quantize unlock it the same way
+            layer._tracker.unlock()
             try:
-                cvar = layer.add_weight(name=f"cluster_centroids_{attr}", shape=centroids.shape, dtype=var.dtype,
-                                        initializer=k3.initializers.Constant(centroids), trainable=True)
+                cvar = layer.add_weight(
+                    name=f"cluster_centroids_{attr}",
+                    shape=centroids.shape,
+                    dtype=var.dtype,
+                    initializer=k3.initializers.Constant(centroids),
+                    trainable=True,
+                )
             finally:
                 layer._tracker.lock()
             self._added.add(id(cvar))
@@ -137,12 +164,16 @@ class ClusterKeras3(Cluster):
             object.__setattr__(layer, "__class__", _clustered_class(type(layer), attr))
             self._layers.append(layer)
             self.decisions.append(LayerDecision(path, True, self._note(layer)))
-        require_some_applied("cluster", model, self.decisions, "check cluster.layers / cluster.layer_types / cluster.skip.")
+        require_some_applied(
+            "cluster", model, self.decisions, "check cluster.layers / cluster.layer_types / cluster.skip."
+        )
         return model
 
     def _note(self, layer: Any) -> str:
         c = self.config
-        where = f"{c.number_of_clusters} clusters per kernel" + (" (per_channel applies to Conv2D only)" if c.per_channel else "")
+        where = f"{c.number_of_clusters} clusters per kernel" + (
+            " (per_channel applies to Conv2D only)" if c.per_channel else ""
+        )
         return where + (", zeros kept" if self.preserve_sparsity else "")
 
     def callbacks(self) -> list:
@@ -154,15 +185,22 @@ class ClusterKeras3(Cluster):
         for layer in self._layers:
             attr = weight_attribute(layer)
             final[id(stored_variable(layer, attr))] = np.asarray(getattr(layer, attr))
-        values = [final.get(id(v), None) if id(v) in final else np.asarray(v.numpy()) for v in model.weights if id(v) not in self._added]
+        values = [
+            final.get(id(v), None) if id(v) in final else np.asarray(v.numpy())
+            for v in model.weights
+            if id(v) not in self._added
+        ]
         for layer in self._layers:  # leave the transformed model as it was, minus the centroids' effect
             object.__setattr__(layer, "__class__", type(layer)._tfopt_plain_class)
             object.__delattr__(layer, "_tfopt_clusters")
         plain = type(model).from_config(model.get_config())
         if len(plain.weights) != len(values):
-            raise TransformError(f"Cannot strip clustering from {model.name!r}: its copy has {len(plain.weights)} weights, expected {len(values)}.")
+            raise TransformError(
+                f"Cannot strip clustering from {model.name!r}: "
+                f"its copy has {len(plain.weights)} weights, expected {len(values)}."
+            )
         plain.set_weights(values)
         return plain
 
 
-__all__ = ["ClusterConfig", "ClusterKeras3", "initial_centroids"]
+__all__ = ["ClusterKeras3", "initial_centroids"]

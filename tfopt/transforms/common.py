@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterable, Optional
 
 from pydantic import Field
 
-from tfopt._keras import keras_kind
-from tfopt.config import Strict
+from tfopt.backends import backend_for
+from tfopt.schema import Strict
 from tfopt.errors import TransformError
 from tfopt.transforms import layer_selected
 
@@ -22,7 +22,9 @@ from tfopt.transforms import layer_selected
 class LayerSelection(Strict):
     """Which layers a technique touches: name patterns, layer types, and names to leave alone."""
 
-    layers: Optional[list[str]] = Field(None, description="glob patterns of layer names to include (default: all supported)")
+    layers: Optional[list[str]] = Field(
+        None, description="glob patterns of layer names to include (default: all supported)"
+    )
     layer_types: Optional[list[str]] = Field(None, description="layer class names to include, e.g. [Conv2D, Dense]")
     skip: list[str] = Field(default_factory=list, description="glob patterns of layer names to leave as they are")
 
@@ -49,7 +51,7 @@ class LayerSelection(Strict):
 
 def require_tf_keras(model: Any, step: str) -> None:
     """Refuse a Keras 3 model before tfmot sees it (tfmot's clustering returns None on one)."""
-    kind = keras_kind(model)
+    kind = backend_for(model).kind
     if kind != "tf_keras":
         raise TransformError(
             f"Transform {step!r} needs a Keras 2 (tf_keras) model: tensorflow-model-optimization cannot wrap "
@@ -60,17 +62,7 @@ def require_tf_keras(model: Any, step: str) -> None:
 def fresh_copy(model: Any) -> Any:
     """A copy with its own layers: tfmot's wrappers take over the layers they wrap, and a model
     whose layers also live in another model fails to clone later (QAT's ``quantize_apply``)."""
-    from tfopt._keras import keras
-
-    try:
-        copy = keras().models.clone_model(model)
-    except (ValueError, TypeError, NotImplementedError) as e:
-        raise TransformError(
-            f"Cannot copy model {model.name!r} ({str(e).splitlines()[0][:200]}); subclassed models are not supported. "
-            "Fix: use a Sequential or functional model."
-        ) from None
-    copy.set_weights(model.get_weights())
-    return copy
+    return backend_for(model).clone(model)
 
 
 def has_weights_to_change(layer: Any, custom_base: Optional[type] = None) -> bool:
@@ -96,7 +88,8 @@ def unsupported_layer(step: str, layer: Any, why: str, interface: str) -> Transf
     """The error for a selected layer the technique cannot handle: its name, and how to go on."""
     cls = type(layer).__name__
     return TransformError(
-        f"{step} cannot handle layer {layer.name!r} ({cls}): {why}. Fix: leave it as it is with {step}: {{skip: [{layer.name}]}}, "
+        f"{step} cannot handle layer {layer.name!r} ({cls}): {why}. "
+        f"Fix: leave it as it is with {step}: {{skip: [{layer.name}]}}, "
         f"or implement tfmot's {interface} on {cls}. Received: layer={layer.name!r}"
     )
 

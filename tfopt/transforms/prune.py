@@ -26,21 +26,31 @@ from pydantic import Field, field_validator, model_validator
 from tfopt._keras import keras, tfmot
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
-from tfopt.transforms import TRANSFORMS, Transform
+from tfopt.transforms import ALL_PRECISIONS, Transform, technique
 from tfopt.transforms.common import (
-    LayerSelection, clone_wrapping, fresh_copy, has_weights_to_change, require_some_applied, require_tf_keras, unsupported_layer,
+    LayerSelection,
+    clone_wrapping,
+    fresh_copy,
+    has_weights_to_change,
+    require_some_applied,
+    require_tf_keras,
+    unsupported_layer,
 )
 
 
 class PruneConfig(LayerSelection):
     final_sparsity: Optional[float] = Field(None, ge=0, lt=1, description="fraction of weights set to zero, in [0, 1)")
     initial_sparsity: float = Field(0.0, ge=0, lt=1)
-    schedule: Optional[Literal["polynomial", "constant"]] = Field(None, description="default: polynomial (constant with sparsity_m_by_n)")
+    schedule: Optional[Literal["polynomial", "constant"]] = Field(
+        None, description="default: polynomial (constant with sparsity_m_by_n)"
+    )
     begin_step: int = Field(0, ge=0)
     end_step: Optional[int] = Field(None, gt=0, description="default: 2/3 of the fine-tune steps")
     frequency: Optional[int] = Field(None, gt=0, description="steps between mask updates")
     power: float = Field(3.0, gt=0)
-    sparsity_m_by_n: Optional[str] = Field(None, description='structured sparsity "M:N": M zeros in every N weights, e.g. "2:4"')
+    sparsity_m_by_n: Optional[str] = Field(
+        None, description='structured sparsity "M:N": M zeros in every N weights, e.g. "2:4"'
+    )
 
     @field_validator("sparsity_m_by_n")
     @classmethod
@@ -53,15 +63,19 @@ class PruneConfig(LayerSelection):
         return f"{int(m.group(1))}:{int(m.group(2))}"
 
     @model_validator(mode="after")
-    def _order(self) -> "PruneConfig":
+    def _order(self) -> PruneConfig:
         if self.sparsity_m_by_n is not None:
             if self.final_sparsity is not None:
-                raise ValueError(f"give final_sparsity or sparsity_m_by_n, not both ({self.sparsity_m_by_n} sets the sparsity)")
+                raise ValueError(
+                    f"give final_sparsity or sparsity_m_by_n, not both ({self.sparsity_m_by_n} sets the sparsity)"
+                )
             if self.schedule == "polynomial":
-                raise ValueError("sparsity_m_by_n applies its pattern at every mask update: use schedule: constant (or leave it out)")
+                raise ValueError(
+                    "sparsity_m_by_n applies its pattern at every mask update: use schedule: constant (or leave it out)"
+                )
             return self
         if self.final_sparsity is None:
-            raise ValueError("give final_sparsity (e.g. 0.8) or sparsity_m_by_n (e.g. \"2:4\")")
+            raise ValueError('give final_sparsity (e.g. 0.8) or sparsity_m_by_n (e.g. "2:4")')
         if self.initial_sparsity > self.final_sparsity:
             raise ValueError("initial_sparsity must not exceed final_sparsity")
         if self.end_step is not None and self.end_step <= self.begin_step:
@@ -83,22 +97,32 @@ class PruneConfig(LayerSelection):
         return float(self.final_sparsity)
 
 
-@TRANSFORMS.register("prune")
+def _order(previous: tuple[str, ...]) -> None:
+    if "qat" in previous:
+        raise ValueError(
+            "prune cannot follow qat: a QAT model keeps its fake-quantization wrappers until export. Fix: put qat last"
+        )
+    if "cluster" in previous:
+        raise ValueError(
+            "prune after cluster would break the clusters. Fix: put prune before cluster "
+            "(clustering then preserves the sparsity)"
+        )
+
+
+# Measured with tfmot 0.8.1 on TF 2.21 (tests/train/test_precision.py): pruning trains under both mixed policies.
+PRUNE = technique(
+    "prune",
+    PruneConfig,
+    summary="Zero the smallest-magnitude weights (or M:N structured), fine-tuning between mask updates.",
+    order=_order,
+    precisions=ALL_PRECISIONS,
+    example={"final_sparsity": 0.5},
+)
+
+
+@PRUNE.implementation("tf_keras")
 class Prune(Transform):
     """Zero the smallest-magnitude weights, fine-tuning between mask updates."""
-
-    name = "prune"
-    Config = PruneConfig
-
-    @classmethod
-    def check_previous(cls, previous: tuple[str, ...]) -> None:
-        if "qat" in previous:
-            raise ValueError("prune cannot follow qat: a QAT model keeps its fake-quantization wrappers until export. Fix: put qat last")
-        if "cluster" in previous:
-            raise ValueError(
-                "prune after cluster would break the clusters. Fix: put prune before cluster "
-                "(clustering then preserves the sparsity)"
-            )
 
     def schedule(self) -> Any:
         c, ctx = self.config, self.context
@@ -111,10 +135,16 @@ class Prune(Transform):
                 "nothing would be pruned. Fix: lower begin_step or raise finetune.epochs."
             )
         if (c.schedule or ("constant" if c.m_by_n else "polynomial")) == "constant":
-            return sparsity.ConstantSparsity(c.target_sparsity, begin_step=c.begin_step, end_step=end if c.end_step else -1, frequency=freq)
+            return sparsity.ConstantSparsity(
+                c.target_sparsity, begin_step=c.begin_step, end_step=end if c.end_step else -1, frequency=freq
+            )
         return sparsity.PolynomialDecay(
-            initial_sparsity=c.initial_sparsity, final_sparsity=c.final_sparsity,
-            begin_step=c.begin_step, end_step=end, power=c.power, frequency=freq,
+            initial_sparsity=c.initial_sparsity,
+            final_sparsity=c.final_sparsity,
+            begin_step=c.begin_step,
+            end_step=end,
+            power=c.power,
+            frequency=freq,
         )
 
     def apply(self, model: Any) -> Any:
@@ -124,7 +154,11 @@ class Prune(Transform):
         model = fresh_copy(model)
         schedule = self.schedule()
         m_by_n = self.config.m_by_n
-        self.backend = f"tf_keras: tfmot {self.config.sparsity_m_by_n} structured pruning" if m_by_n else "tf_keras: tfmot magnitude pruning"
+        self.backend = (
+            f"tf_keras: tfmot {self.config.sparsity_m_by_n} structured pruning"
+            if m_by_n
+            else "tf_keras: tfmot magnitude pruning"
+        )
         self.decisions = []
 
         def wrap(layer: Any) -> Any:
@@ -132,16 +166,31 @@ class Prune(Transform):
             if selected and not has_weights_to_change(layer, sparsity.PrunableLayer):
                 selected, reason = False, f"no prunable kernel ({type(layer).__name__})"
             if selected and m_by_n and not isinstance(layer, (k.layers.Conv2D, k.layers.Dense, sparsity.PrunableLayer)):
-                selected, reason = False, f"{self.config.sparsity_m_by_n} sparsity applies to Conv2D and Dense kernels ({type(layer).__name__})"
+                selected, reason = (
+                    False,
+                    (
+                        f"{self.config.sparsity_m_by_n} sparsity applies to Conv2D and Dense kernels "
+                        f"({type(layer).__name__})"
+                    ),
+                )
             if not selected:
                 self.decisions.append(LayerDecision(layer.name, False, reason))
                 return layer
             try:
                 wrapped = sparsity.prune_low_magnitude(layer, pruning_schedule=schedule, sparsity_m_by_n=m_by_n)
-            except (ValueError, TypeError) as e:  # a kernel tfmot does not know how to prune: say so, do not skip it silently
-                raise unsupported_layer(self.name, layer, f"tfmot pruning does not support it ({str(e).splitlines()[0][:160]})",
-                                        "tfmot.sparsity.keras.PrunableLayer") from None
-            self.decisions.append(LayerDecision(layer.name, True, f"{self.config.sparsity_m_by_n} structured" if m_by_n else ""))
+            except (
+                ValueError,
+                TypeError,
+            ) as e:  # a kernel tfmot does not know how to prune: say so, do not skip it silently
+                raise unsupported_layer(
+                    self.name,
+                    layer,
+                    f"tfmot pruning does not support it ({str(e).splitlines()[0][:160]})",
+                    "tfmot.sparsity.keras.PrunableLayer",
+                ) from None
+            self.decisions.append(
+                LayerDecision(layer.name, True, f"{self.config.sparsity_m_by_n} structured" if m_by_n else "")
+            )
             return wrapped
 
         pruned = clone_wrapping(model, self.name, wrap)

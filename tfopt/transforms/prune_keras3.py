@@ -25,11 +25,17 @@ from typing import Any, Optional
 import numpy as np
 
 from tfopt._keras import keras3, tf
-from tfopt.backend_keras3 import check_layer_types, layer_path, matrix_layers, select, stored_variable, weight_attribute
+from tfopt.backends.keras3 import (
+    check_layer_types,
+    layer_path,
+    matrix_layers,
+    select,
+    stored_variable,
+    weight_attribute,
+)
 from tfopt.results import LayerDecision
-from tfopt.transforms import KERAS3_TRANSFORMS
 from tfopt.transforms.common import require_some_applied
-from tfopt.transforms.prune import Prune, PruneConfig
+from tfopt.transforms.prune import PRUNE, Prune
 
 
 def magnitude_mask(values: np.ndarray, sparsity: float) -> np.ndarray:
@@ -81,7 +87,7 @@ def contracted_axes(layer: Any, attr: str) -> Optional[tuple[int, ...]]:
     return None
 
 
-@KERAS3_TRANSFORMS.register("prune")
+@PRUNE.implementation("keras3")
 class PruneKeras3(Prune):
     """Zero the smallest-magnitude weights of a Keras 3 model, fine-tuning between mask updates."""
 
@@ -97,10 +103,16 @@ class PruneKeras3(Prune):
             path, attr = layer_path(layer), weight_attribute(layer)
             selected, reason = select(c, layer)
             if selected and attr is None:
-                selected, reason = False, f"no prunable kernel ({type(layer).__name__}: not a Dense, EinsumDense or Embedding)"
+                selected, reason = (
+                    False,
+                    f"no prunable kernel ({type(layer).__name__}: not a Dense, EinsumDense or Embedding)",
+                )
             axes = contracted_axes(layer, attr) if attr else None
             if selected and c.m_by_n and axes is None:
-                selected, reason = False, f"{c.sparsity_m_by_n} sparsity applies to Dense and EinsumDense kernels ({type(layer).__name__})"
+                selected, reason = (
+                    False,
+                    f"{c.sparsity_m_by_n} sparsity applies to Dense and EinsumDense kernels ({type(layer).__name__})",
+                )
             if selected:
                 self._targets.append((path, stored_variable(layer, attr), axes if c.m_by_n else None))
                 self.decisions.append(LayerDecision(path, True, f"{c.sparsity_m_by_n} structured" if c.m_by_n else ""))
@@ -153,4 +165,4 @@ def _mask_callback(pruner: PruneKeras3) -> Any:
     return MaskCallback()
 
 
-__all__ = ["PruneConfig", "PruneKeras3", "magnitude_mask", "m_by_n_mask"]
+__all__ = ["PruneKeras3", "magnitude_mask", "m_by_n_mask"]

@@ -24,7 +24,8 @@ from typing import Any
 from tfopt._keras import tfmot
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
-from tfopt.transforms import TRANSFORMS, Transform
+from tfopt.backends.tf_keras import quantize_scope
+from tfopt.transforms import Transform, technique
 from tfopt.transforms.common import LayerSelection, clone_wrapping, fresh_copy, require_some_applied, require_tf_keras
 
 _CLUSTER_PRESERVE = (
@@ -46,70 +47,36 @@ def quantize_scheme(previous: tuple[str, ...]) -> tuple[str, Any]:
     if clustered:
         cls = importlib.import_module(_CLUSTER_PRESERVE).Default8BitClusterPreserveQuantizeScheme
         if pruned:
-            return "PCQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=True)", cls(preserve_sparsity=True)
+            return "PCQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=True)", cls(
+                preserve_sparsity=True
+            )
         return "CQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=False)", cls(preserve_sparsity=False)
     if pruned:
         return "PQAT (Default8BitPrunePreserveQuantizeScheme)", q.collab_opts.Default8BitPrunePreserveQuantizeScheme()
     return "QAT (Default8BitQuantizeScheme)", q.default_8bit.Default8BitQuantizeScheme()
 
 
-def quantize_scope() -> Any:
-    """Custom-object scope needed to clone or load a QAT model (its wrappers and quantizers)."""
-    return tfmot().quantization.keras.quantize_scope()
-
-
-def is_quantized(model: Any) -> bool:
-    """Whether ``model`` holds tfmot QAT wrappers (checked by name: no tfmot import for Keras 3 models)."""
-    return any(
-        cls.__name__ == "QuantizeWrapper" and cls.__module__.startswith("tensorflow_model_optimization")
-        for layer in getattr(model, "layers", [])
-        for cls in type(layer).__mro__
-    )
-
-
-def model_file_suffix(model: Any) -> str:
-    """How to save ``model`` so it loads back: ``.h5`` for a QAT model, else ``.keras``.
-
-    tfmot 0.8.1's QuantizeLayer tracks its range variables twice, so a QAT model saved as
-    ``.keras`` cannot be loaded ("expected 5 variables, but received 3"; unfixed upstream, see
-    tensorflow/model-optimization PR #1123). HDF5 round-trips it, inside ``quantize_scope()``.
-    """
-    return ".h5" if is_quantized(model) else ".keras"
-
-
-def save_qat_model(model: Any, path: Any) -> None:
-    """Save a QAT model as it is, without optimizer state (the pipeline's ``<variant>.h5``).
-
-    It is saved as is rather than as a fresh copy because a cluster-preserving model (CQAT, PCQAT,
-    before ``Qat.strip``) builds its variables from the weights' current values, so a copy built
-    from the config has other shapes. tfmot 0.8.1 cannot load such a file back ("Weight count
-    mismatch"), which is one reason ``Qat.strip`` hands on a plain-QAT twin; plain QAT and PQAT
-    files load inside ``quantize_scope()``.
-    """
-    model.save(str(path), include_optimizer=False, save_format="h5")
-
-
-def clone_scope(model: Any) -> Any:
-    """The scope in which ``model`` can be cloned or loaded: tfmot's for a QAT model, else none."""
-    import contextlib
-
-    return quantize_scope() if is_quantized(model) else contextlib.nullcontext()
-
-
 _UNSUPPORTED = re.compile(r"Layer (\S+?):<class '([^']+)'> is not supported")
 
 
-@TRANSFORMS.register("qat")
+def _order(previous: tuple[str, ...]) -> None:
+    if "qat" in previous:
+        raise ValueError("qat appears twice. Fix: keep one qat step, the last one")
+
+
+# float32 only: tfmot's fake-quantization ops have no float16/bfloat16 kernels
+# (tensorflow/model-optimization#367, #824; measured in tests/train/test_precision.py).
+QAT = technique(
+    "qat",
+    QatConfig,
+    summary="Fine-tune with simulated 8-bit quantization; the converter then writes a true int8 file.",
+    order=_order,
+)
+
+
+@QAT.implementation("tf_keras")
 class Qat(Transform):
     """Fine-tune with simulated 8-bit quantization; the converter then writes a true int8 file."""
-
-    name = "qat"
-    Config = QatConfig
-
-    @classmethod
-    def check_previous(cls, previous: tuple[str, ...]) -> None:
-        if "qat" in previous:
-            raise ValueError("qat appears twice. Fix: keep one qat step, the last one")
 
     def apply(self, model: Any) -> Any:
         require_tf_keras(model, self.name)
@@ -146,7 +113,10 @@ class Qat(Transform):
         layer, cls = m.group(1), m.group(2).rsplit(".", 1)[-1]
         why = "tfmot's default 8-bit scheme has no quantization for it"
         if cls == "BatchNormalization":
-            why = "tfmot quantizes a BatchNormalization only right after a Conv2D or DepthwiseConv2D, where it is folded in"
+            why = (
+                "tfmot quantizes a BatchNormalization only right after a Conv2D or DepthwiseConv2D, "
+                "where it is folded in"
+            )
         return (
             f"QAT cannot quantize layer {layer!r} ({cls}): {why}. "
             f"Fix: leave it in float with qat: {{skip: [{layer}]}}. Received: layer={layer!r}"

@@ -1,8 +1,9 @@
-"""Keras 3 counterparts of the few model operations the pipeline performs on tf_keras models.
+"""The Keras 3 backend (``import keras``), and the helpers the Keras 3 transforms share.
 
 keras-hub models are Keras 3 and nest their layers (an ``EinsumDense`` inside attention inside a
-transformer block), so tfmot's clone-and-wrap approach cannot reach them. The pipeline and the
-Keras 3 transforms use these helpers when ``tfopt._keras.keras_kind(model) == "keras3"``.
+transformer block), so tfmot's clone-and-wrap approach cannot reach them: the Keras 3 transforms
+walk ``sublayers`` and change the variables in place. Keras 3 code says ``import keras``, never
+``tf.keras``: importing tfmot makes ``tf.keras`` mean tf_keras for the whole process.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from tfopt.errors import TransformError
+from tfopt._keras import keras3, tf
+from tfopt.backends import BACKENDS, Backend
+from tfopt.backends.tensor_stats import tensor_stats
+from tfopt.errors import ExportError, TransformError
 from tfopt.results import LayerStats
 
 
@@ -28,7 +32,10 @@ def clone(model: Any) -> Any:
         ) from None
     values = [np.asarray(v.numpy()) for v in model.weights]
     if len(copy.weights) != len(values) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(copy.weights, values)):
-        raise TransformError(f"Cannot copy Keras 3 model {model.name!r}: its copy has different weights. Fix: strip the model's transforms first.")
+        raise TransformError(
+            f"Cannot copy Keras 3 model {model.name!r}: its copy has different weights. "
+            "Fix: strip the model's transforms first."
+        )
     copy.set_weights(values)
     return copy
 
@@ -40,7 +47,7 @@ def saveable(model: Any) -> Any:
     dtype policy map but then fails to save (Keras 3.15: "Invalid dtype: object"), while the
     original saves and reloads; it holds no optimizer state (quantized variants are not fine-tuned).
     """
-    if any(getattr(l, "quantization_mode", None) for l in sublayers(model)):
+    if any(getattr(layer, "quantization_mode", None) for layer in sublayers(model)):
         return model
     return clone(model)
 
@@ -92,12 +99,13 @@ def check_layer_types(step: str, config: Any, model: Any) -> None:
     wanted = getattr(config, "layer_types", None)
     if wanted is None:
         return
-    present = sorted({type(l).__name__ for l in sublayers(model)})
+    present = sorted({type(layer).__name__ for layer in sublayers(model)})
     unknown = [t for t in wanted if t not in present]
     if unknown:
         raise TransformError(
             f"{step}.layer_types: no layer of model {model.name!r} has type {', '.join(unknown)} "
-            f"(types present: {', '.join(present)}). Fix: use the class names as written there. Received: layer_types={wanted!r}"
+            f"(types present: {', '.join(present)}). Fix: use the class names as written there. "
+            f"Received: layer_types={wanted!r}"
         )
 
 
@@ -111,7 +119,10 @@ def weight_attribute(layer: Any) -> Optional[str]:
     reported as skipped, as tfmot skips layers it does not know.
     """
     for attr in ("kernel", "embeddings"):
-        if isinstance(inspect.getattr_static(type(layer), attr, None), property) and getattr(layer, "_" + attr, None) is not None:
+        if (
+            isinstance(inspect.getattr_static(type(layer), attr, None), property)
+            and getattr(layer, "_" + attr, None) is not None
+        ):
             if getattr(layer, "quantization_mode", None) is None:
                 return attr
     return None
@@ -128,8 +139,6 @@ def weight_stats(model: Any) -> list[LayerStats]:
     Dense kernels are laid out as TFLite stores them (output channels first), like
     ``tfopt.evaluate.weights.keras_weight_stats`` does for tf_keras models.
     """
-    from tfopt.evaluate.weights import _stats
-
     out = []
     for v in model.weights:
         short = v.path.split("/")[-1]
@@ -140,8 +149,18 @@ def weight_stats(model: Any) -> list[LayerStats]:
             values, axis = values.T, 0
         layer = v.path.rsplit("/", 1)[0]
         quantized = not np.issubdtype(values.dtype, np.floating)
-        out.append(_stats(v.path, values, str(values.dtype).upper(), channel_axis=axis, m_by_n=axis is not None,
-                          quantized=quantized, quantization=str(values.dtype) if quantized else "none", layer=layer))
+        out.append(
+            tensor_stats(
+                v.path,
+                values,
+                str(values.dtype).upper(),
+                channel_axis=axis,
+                m_by_n=axis is not None,
+                quantized=quantized,
+                quantization=str(values.dtype) if quantized else "none",
+                layer=layer,
+            )
+        )
     return out
 
 
@@ -151,8 +170,6 @@ def input_signature(model: Any, sample: Any) -> list:
     A fixed sequence length gives the converter static shapes (XNNPACK runs them faster, and
     int8 calibration needs them).
     """
-    from tfopt._keras import tf
-
     t = tf()
     specs = {}
     for inp in model.inputs:
@@ -164,8 +181,48 @@ def input_signature(model: Any, sample: Any) -> list:
             known = np.asarray(sample).shape
         else:
             known = [None] * len(shape)
-        shape = [None] + [s if s is not None else (known[i] if i < len(known) else None) for i, s in enumerate(shape) if i > 0]
+        shape = [None] + [
+            s if s is not None else (known[i] if i < len(known) else None) for i, s in enumerate(shape) if i > 0
+        ]
         specs[name] = t.TensorSpec(shape, t.as_dtype(inp.dtype), name=name)
     if len(specs) == 1 and not isinstance(sample, dict):
         return [next(iter(specs.values()))]
     return [specs]
+
+
+@BACKENDS.register("keras3")
+class Keras3Backend(Backend):
+    """Keras 3 models: keras-hub (BERT) and users' ``import keras`` models."""
+
+    kind = "keras3"
+
+    @classmethod
+    def owns(cls, model: object) -> bool:
+        modules = [c.__module__ for c in type(model).__mro__]
+        return not any(m.startswith("tf_keras") for m in modules) and any(m.startswith("keras") for m in modules)
+
+    def keras(self) -> Any:
+        return keras3()
+
+    def clone(self, model: Any) -> Any:
+        return clone(model)
+
+    def save(self, model: Any, path: Any, optimizer: bool = False) -> None:
+        (model if optimizer else saveable(model)).save(path)
+
+    def load(self, path: Any, safe_mode: bool = True) -> Any:
+        return keras3().models.load_model(path, compile=False, safe_mode=safe_mode)
+
+    def weight_stats(self, model: Any) -> list[LayerStats]:
+        return weight_stats(model)
+
+    def write_saved_model(self, model: Any, sample: Any, folder: str) -> None:
+        """Keras 3's own SavedModel export with a fixed input signature (``from_keras_model`` reads tf_keras only)."""
+        try:
+            model.export(folder, format="tf_saved_model", input_signature=input_signature(model, sample), verbose=False)
+        except Exception as e:  # tracing errors come as many types
+            msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ExportError(f"Cannot export Keras 3 model {model.name!r} to a SavedModel: {msg}") from None
+
+    def sublayers(self, model: Any) -> list[Any]:
+        return list(sublayers(model))

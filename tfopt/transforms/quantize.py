@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tfopt.backend_keras3 import check_layer_types, layer_path, matrix_layers, select
+from tfopt.backends.keras3 import check_layer_types, layer_path, matrix_layers, select
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
-from tfopt.transforms import KERAS3_TRANSFORMS, Transform
+from tfopt.transforms import Transform, technique
 from tfopt.transforms.common import LayerSelection, require_some_applied
 
 
@@ -30,19 +30,26 @@ class QuantizeConfig(LayerSelection):
     mode: Literal["int8", "int4"] = Field("int8", description="Keras quantization mode: int8 or int4 weights")
 
 
-@KERAS3_TRANSFORMS.register("quantize")
+def _order(previous: tuple[str, ...]) -> None:
+    if "quantize" in previous:
+        raise ValueError("quantize twice: the weights are already integers. Fix: keep one quantize step")
+
+
+QUANTIZE = technique(
+    "quantize",
+    QuantizeConfig,
+    order=_order,
+    needs_finetune=False,
+    example={"mode": "int8"},
+    summary="Quantize a Keras 3 model's weights with Keras' own model.quantize (evaluated in Keras).",
+)
+
+
+@QUANTIZE.implementation("keras3")
 class QuantizeKeras3(Transform):
     """Quantize a Keras 3 model's weights with Keras' own ``model.quantize`` (evaluated in Keras)."""
 
-    name = "quantize"
-    Config = QuantizeConfig
     backend = "keras3: Keras native quantization (model.quantize)"
-    needs_finetune = False
-
-    @classmethod
-    def check_previous(cls, previous: tuple[str, ...]) -> None:
-        if "quantize" in previous:
-            raise ValueError("quantize twice: the weights are already integers. Fix: keep one quantize step")
 
     def apply(self, model: Any) -> Any:
         c = self.config
@@ -51,7 +58,9 @@ class QuantizeKeras3(Transform):
         try:
             model.quantize(c.mode, filters=lambda layer: id(layer) in chosen)
         except (ValueError, NotImplementedError, TypeError) as e:
-            raise TransformError(f"Keras could not quantize model {model.name!r} to {c.mode}: {str(e).splitlines()[0][:200]}") from None
+            raise TransformError(
+                f"Keras could not quantize model {model.name!r} to {c.mode}: {str(e).splitlines()[0][:200]}"
+            ) from None
         self.decisions = []
         for layer in matrix_layers(model):
             selected, reason = select(c, layer)
@@ -60,5 +69,7 @@ class QuantizeKeras3(Transform):
             else:
                 why = reason or f"Keras has no {c.mode} quantization for {type(layer).__name__}"
                 self.decisions.append(LayerDecision(layer_path(layer), False, why))
-        require_some_applied("quantize", model, self.decisions, "check quantize.layers / quantize.layer_types / quantize.skip.")
+        require_some_applied(
+            "quantize", model, self.decisions, "check quantize.layers / quantize.layer_types / quantize.skip."
+        )
         return model

@@ -29,7 +29,14 @@ def header(title: str) -> float:
     print(f"# {title}")
     print(f"command: python {' '.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}")
     print(f"machine: {platform.machine()}, {cpus} CPU cores usable, {platform.platform()}")
-    print("stack: " + ", ".join(f"{k} {v[k]}" for k in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert") if k in v))
+    print(
+        "stack: "
+        + ", ".join(
+            f"{k} {v[k]}"
+            for k in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert")
+            if k in v
+        )
+    )
     return time.perf_counter()
 
 

@@ -1,0 +1,31 @@
+"""The pipeline in parts: apply a variant's steps, export and evaluate a model, run it all.
+
+``run`` is the library function the CLI calls; a Python user calls it the same way::
+
+    from tfopt import config, pipeline
+    run = pipeline.run(config.load("pipelines/quickstart.yaml"))
+
+Its parts are public, for the tests, the search and notebooks: ``apply_steps`` (steps.py) applies a
+variant's techniques to a model, ``export_and_evaluate`` (evaluation.py) writes and measures every
+file of one model, ``Outputs`` (outputs.py) writes a run's folders atomically.
+"""
+
+from tfopt.pipeline.evaluation import Evaluation, accuracy, export_and_evaluate
+from tfopt.pipeline.outputs import Outputs, Stages, storage_failure
+from tfopt.pipeline.run import run
+from tfopt.pipeline.steps import Applied, Recipe, apply_steps, as_specs, check_variants
+
+__all__ = [
+    "Applied",
+    "Evaluation",
+    "Outputs",
+    "Recipe",
+    "Stages",
+    "accuracy",
+    "apply_steps",
+    "as_specs",
+    "check_variants",
+    "export_and_evaluate",
+    "run",
+    "storage_failure",
+]

@@ -1,0 +1,194 @@
+"""Apply a variant's steps to a model: the one step loop of tfopt.
+
+The pipeline, the tests and the coming search all call ``apply_steps``; a Python user can too::
+
+    from tfopt.pipeline import Recipe, apply_steps
+    applied = apply_steps(model, [{"prune": {"final_sparsity": 0.5}}, "qat"], splits,
+                          Recipe(epochs=2, batch_size=32, learning_rate=5e-4))
+    applied.model, applied.reports   # the stripped model; what each step did, layer by layer
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+from tfopt._keras import tf
+from tfopt.backends import Backend, backend_for
+from tfopt.data import num_examples, take
+from tfopt.errors import ConfigError, TransformError
+from tfopt.results import Training, TransformReport
+from tfopt.schema import TransformSpec, VariantConfig
+from tfopt.train import fit
+from tfopt.train.checkpoint import RunCheckpoints, fingerprint
+from tfopt.transforms import TECHNIQUES, Context, DataSpec
+
+StepsLike = Union[VariantConfig, Sequence[Union[TransformSpec, str, dict]]]
+
+_SAMPLE = 256  # training inputs handed to a technique in Context.data (importance scores, calibration)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How each step is fine-tuned: epochs, global batch, learning rate, optimizer, seed."""
+
+    epochs: int
+    batch_size: int  # the global batch, all replicas together
+    learning_rate: float
+    optimizer: str = "adam"
+    seed: int = 0
+    verbose: int = 0
+
+    @property
+    def weights_fingerprint(self) -> tuple:
+        """What of the recipe changes the trained weights (not how verbosely it runs): keys the snapshots."""
+        return self.epochs, self.batch_size, self.learning_rate, self.optimizer, self.seed
+
+
+@dataclass
+class Applied:
+    """A variant's result: the stripped model, and the records of each step (restored ones included)."""
+
+    model: Any
+    trainings: list[Training] = field(default_factory=list)
+    reports: list[TransformReport] = field(default_factory=list)
+
+
+def as_specs(steps: StepsLike) -> list[TransformSpec]:
+    """Steps as written in YAML (``"qat"``, ``{prune: {...}}``) or as ``TransformSpec``s."""
+    if isinstance(steps, VariantConfig):
+        return list(steps.transforms)
+    if all(isinstance(s, TransformSpec) for s in steps):
+        return list(steps)
+    return list(VariantConfig.model_validate(list(steps)).transforms)
+
+
+def apply_steps(
+    model: Any,
+    steps: StepsLike,
+    splits: Any,
+    recipe: Recipe,
+    *,
+    backend: Optional[Backend] = None,
+    variant: str = "variant",
+    strategy: Any = None,
+    log_dir: Optional[Path] = None,
+    checkpoints: Optional[RunCheckpoints] = None,
+    fingerprint_base: str = "",
+    safe_mode: bool = True,
+    log: Callable[[str], None] = print,
+) -> Applied:
+    """Apply steps in order to a copy of ``model``, each fine-tuned and stripped in turn.
+
+    Each finished step is snapshotted in ``checkpoints``; after a kill, the variant restarts
+    after its last finished step. ``model`` itself is not changed.
+
+    Raises:
+        TransformError: a step cannot handle the model, or needs a fine-tune that ``recipe`` does not give.
+    """
+    backend = backend or backend_for(model)
+    strategy = strategy or tf().distribute.get_strategy()
+    specs = as_specs(steps)
+    ckpt = checkpoints or RunCheckpoints(Path("."), enabled=False)
+    keys = [f"{variant}.{i + 1}_{s.name}" for i, s in enumerate(specs)]
+    fps = [
+        fingerprint(fingerprint_base, [s.model_dump(mode="json") for s in specs[: i + 1]], recipe.weights_fingerprint)
+        for i in range(len(specs))
+    ]
+    with strategy.scope():
+        start, applied = _restore(ckpt, keys, fps, safe_mode)
+        if applied is None:
+            applied = Applied(backend.clone(model))
+    runner = _StepRunner(splits, recipe, backend, strategy, variant, log_dir, ckpt, log)
+    for i in range(start, len(specs)):
+        runner.run(applied, specs, i, keys[i], fps[i])
+    return applied
+
+
+@dataclass
+class _StepRunner:
+    """Applies, fine-tunes, strips and snapshots one step of a variant (the body of ``apply_steps``)."""
+
+    splits: Any
+    recipe: Recipe
+    backend: Backend
+    strategy: Any
+    variant: str
+    log_dir: Optional[Path]
+    ckpt: RunCheckpoints
+    log: Callable[[str], None]
+
+    def run(self, applied: Applied, specs: list[TransformSpec], i: int, key: str, fp: str) -> None:
+        spec, tech, recipe = specs[i], TECHNIQUES.get(specs[i].name), self.recipe
+        if recipe.epochs == 0 and tech.needs_finetune:
+            raise TransformError(
+                f"Variant {self.variant!r}: {tech.name} needs fine-tuning. Fix: set finetune.epochs to at least 1."
+            )
+        step_dir = None if self.log_dir is None else self.log_dir / f"{i + 1}_{spec.name}"
+        params = tech.Config.model_validate(spec.params)
+        step = tech.for_backend(self.backend.kind)(params, self._context(specs[:i], step_dir))
+        with self.strategy.scope():
+            model = step.apply(applied.model)
+            step.compile(model, recipe.optimizer, recipe.learning_rate)
+        if recipe.epochs:
+            applied.trainings.append(
+                fit(model, self.splits, variant=f"{self.variant}/{step.name}", epochs=recipe.epochs,
+                    batch_size=recipe.batch_size, seed=recipe.seed, callbacks=step.callbacks(), log_dir=step_dir,
+                    verbose=recipe.verbose, backup_dir=self.ckpt.fit_backup(key, fp), log=self.log,
+                    backend=self.backend)
+            )  # fmt: skip
+        applied.model = step.strip(model)
+        described = TransformReport(
+            self.variant, step.name, params.model_dump(mode="json"), step.backend, step.describe()
+        )
+        applied.reports.append(described)
+        self.ckpt.save_stage(key, fp, applied.model, applied.trainings, applied.reports, self.backend)
+
+    def _context(self, previous: list[TransformSpec], log_dir: Optional[Path]) -> Context:
+        x_train = self.splits.x_train
+        return Context(
+            steps_per_epoch=math.ceil(num_examples(x_train) / self.recipe.batch_size),
+            finetune_epochs=self.recipe.epochs,
+            log_dir=log_dir,
+            previous=tuple(s.name for s in previous),
+            backend=self.backend,
+            data=DataSpec(tuple(self.splits.input_shape), self.splits.num_classes, take(x_train, slice(0, _SAMPLE))),
+        )
+
+
+def _restore(ckpt: RunCheckpoints, keys: list[str], fps: list[str], safe_mode: bool) -> tuple[int, Optional[Applied]]:
+    """The last step that finished before a kill: (steps done, what they left), or (0, None)."""
+    for i in reversed(range(len(keys))):
+        restored = ckpt.load_stage(keys[i], fps[i], safe_mode)
+        if restored:
+            model, trainings, reports = restored
+            return i + 1, Applied(model, list(trainings), list(reports))
+    return 0, None
+
+
+def check_variants(variants: dict[str, VariantConfig], precision: str, backend: Optional[str] = None) -> None:
+    """Refuse, before any training, steps that cannot run: under ``precision``, or for ``backend`` when known.
+
+    Raises:
+        ConfigError: a technique does not train under the precision (names variant, transform, fix).
+        TransformError: a technique has no implementation for the model's Keras.
+    """
+    for vname, spec in _steps(variants):
+        tech = TECHNIQUES.get(spec.name)
+        if precision not in tech.precisions:
+            raise ConfigError(
+                f"variant {vname!r}: transform {spec.name!r} does not train under train.precision: {precision} "
+                f"(tfmot supports it in {', '.join(tech.precisions)} only; it would fail deep inside tfmot). "
+                "Fix: set train.precision: float32, or move this variant to a float32 pipeline. "
+                f"Received: precision={precision!r}"
+            )
+        if backend is not None:
+            tech.for_backend(backend)
+
+
+def _steps(variants: dict[str, VariantConfig]) -> Iterable[tuple[str, TransformSpec]]:
+    for vname, variant in variants.items():
+        for spec in variant.transforms:
+            yield vname, spec
