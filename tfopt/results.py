@@ -20,13 +20,14 @@ Schema versions (``schema_version``; adding a field or changing a meaning bumps 
   ``details`` {}; ``precision`` "float32"; ``initial_epoch`` 0; ``restored`` False; ``[]``).
   Types were loosely checked (list elements and values inside objects not at all), unknown
   keys ignored.
-- 2: every field is always written; sizes and counts are validated >= 0; unknown keys are
-  refused. ``gzip_bytes`` is always the measured size. Version 1 used -1 as the pipeline's
-  in-memory placeholder for "not computed yet", but the sizes were filled in before saving, so no
-  tfopt wrote it to a file: ``gzip_bytes`` stays an ``int`` (not ``Optional``), and a negative
-  value is refused as damage in files of either version. A version-1 file otherwise loads as it
-  is and is upgraded in memory (``schema_version`` 2). A file of a newer version is refused
-  with "upgrade tfopt".
+- 2: ``Run.model_backend`` names the Keras of the input model (``tf_keras`` or ``keras3``; None in
+  version-1 files, which did not record it). Every field is always written; sizes and counts are
+  validated >= 0; unknown keys are refused. ``gzip_bytes`` is always the measured size. Version 1
+  used -1 as the pipeline's in-memory placeholder for "not computed yet", but the sizes were filled
+  in before saving, so no tfopt wrote it to a file: ``gzip_bytes`` stays an ``int`` (not
+  ``Optional``), and a negative value is refused as damage in files of either version. A version-1
+  file otherwise loads as it is and is upgraded in memory (``schema_version`` 2). A file of a newer
+  version is refused with "upgrade tfopt".
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ class Run:
     created: str
     validation_failures: list[str] = field(default_factory=list)
     not_exported: list[NotExported] = field(default_factory=list)
+    model_backend: Optional[str] = None  # the Keras of the input model: tf_keras | keras3 (None: a version-1 file)
     schema_version: _CurrentVersion = SCHEMA_VERSION
 
     def result(self, variant: str, fmt: str) -> Result:

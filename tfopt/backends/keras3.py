@@ -136,8 +136,9 @@ def stored_variable(layer: Any, attr: str) -> Any:
 def weight_stats(model: Any) -> list[LayerStats]:
     """Per-matrix stats of a Keras 3 model: kernels and embedding tables, named by variable path.
 
-    Dense kernels are laid out as TFLite stores them (output channels first), like
-    ``tfopt.evaluate.weights.keras_weight_stats`` does for tf_keras models.
+    Dense and convolution kernels are laid out as TFLite stores them (output channels first: (in, out)
+    -> (out, in), HWIO -> OHWI), as the tf_keras backend does, so per-channel counts and the 2:4
+    pattern read the same from the model and from its file.
     """
     out = []
     for v in model.weights:
@@ -145,8 +146,8 @@ def weight_stats(model: Any) -> list[LayerStats]:
         if short not in ("kernel", "embeddings", "depthwise_kernel") or len(v.shape) < 2:
             continue
         values, axis = np.asarray(v.numpy()), None
-        if short == "kernel" and values.ndim == 2:
-            values, axis = values.T, 0
+        if short == "kernel" and values.ndim in (2, 4):
+            values, axis = np.moveaxis(values, -1, 0), 0
         layer = v.path.rsplit("/", 1)[0]
         quantized = not np.issubdtype(values.dtype, np.floating)
         out.append(

@@ -127,7 +127,7 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Log, ckpt: RunCheckpoints, chie
             one = export_and_evaluate(model, vname, cfg.export, splits, out.models_dir, backend=backend,
                                       evaluate=cfg.evaluate, published=out.final, log=log)  # fmt: skip
         evaluation.merge(one)
-    record = _record(cfg, splits, evaluation, reports, trainings, stage)
+    record = _record(cfg, splits, evaluation, reports, trainings, stage, backend)
     with stage("report"):
         record.save(out.run_json)
         render(out.run_json)
@@ -223,6 +223,7 @@ def _record(
     reports: list[TransformReport],
     trainings: list[Training],
     stage: Stages,
+    backend: Backend,
 ) -> Run:
     dataset = DatasetInfo(
         name=splits.name,
@@ -246,6 +247,7 @@ def _record(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         validation_failures=evaluation.failures,
         not_exported=evaluation.not_exported,
+        model_backend=backend.kind,
     )
 
 

@@ -117,6 +117,12 @@ def _find(run: Run, variant: str, fmt: str) -> Optional[Result]:
         return None
 
 
+def _model_source(run: Run) -> str:
+    """The model as the pipeline names it: a registered name or the user's file."""
+    model = run.config.get("model", {}) if isinstance(run.config, dict) else {}
+    return str(model.get("name") or model.get("path") or "model")
+
+
 def _header(run: Run) -> list[Any]:
     d = run.dataset
     dataset = f"{d.name}: {d.num_test} test examples, {d.num_classes} classes, source {d.source}"
@@ -126,6 +132,7 @@ def _header(run: Run) -> list[Any]:
             [
                 ("Pipeline", run.pipeline),
                 ("Dataset", dataset),
+                *([("Model", f"{_model_source(run)} ({run.model_backend})")] if run.model_backend else []),
                 ("Created", run.created),
                 ("Versions", _mapping(run.versions, " ")),
                 ("Machine", _mapping(run.machine, ": ")),

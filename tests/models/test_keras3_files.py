@@ -1,0 +1,190 @@
+"""Keras 3 model files (the default Keras of TensorFlow >= 2.16): recognised by what the file says,
+loaded in Keras 3 with safe mode on, and run through a pipeline to the end on real digits.
+
+Both failures of issue 11 are here: a functional Keras 3 model (Conv2D, BatchNormalization, Dense)
+saved as ``.keras`` used to fail with a bogus "custom class '__keras_tensor__'", and a Keras 3
+Sequential saved as ``.h5`` or ``.keras`` with "Error when deserializing class 'InputLayer'".
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfopt.backends import backend_for
+from tfopt.errors import ModelError, TransformError
+from tfopt.evaluate.litert import TfliteRunner
+from tfopt.evaluate.weights import tflite_weight_stats
+from tfopt.models.user_file import file_keras_version, load_model_file
+
+
+def _functional(k, digits):
+    """Conv2D + BatchNormalization + a residual Add + Dense: the layers a user's small CNN has."""
+    inputs = k.Input(digits.input_shape)
+    x = k.layers.Conv2D(8, 3, padding="same", name="conv1")(inputs)
+    x = k.layers.BatchNormalization(name="bn1")(x)
+    x = k.layers.ReLU()(x)
+    y = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
+    x = k.layers.Add()([x, y])
+    x = k.layers.GlobalAveragePooling2D()(x)
+    x = k.layers.Dense(32, activation="relu", name="dense1")(x)
+    return k.Model(inputs, k.layers.Dense(digits.num_classes, activation="softmax", name="classifier")(x))
+
+
+def _sequential(k, digits):
+    return k.Sequential(
+        [
+            k.Input(digits.input_shape),
+            k.layers.Flatten(),
+            k.layers.Dense(32, activation="relu"),
+            k.layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def keras3_files(digits, tmp_path_factory):
+    """Both models trained briefly on real digits, each saved by Keras 3 as .keras and as .h5."""
+    from tfopt._keras import keras3
+
+    k = keras3()
+    folder = tmp_path_factory.mktemp("keras3_files")
+    out = {}
+    for name, build in (("functional", _functional), ("sequential", _sequential)):
+        k.utils.set_random_seed(0)
+        model = build(k, digits)
+        model.compile(optimizer=k.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+        model.fit(digits.x_train, digits.y_train, epochs=6, batch_size=32, verbose=0)
+        expected = model.predict(digits.x_test, verbose=0)
+        for suffix in (".keras", ".h5"):
+            path = folder / f"{name}{suffix}"
+            model.save(path)
+            out[name, suffix] = (path, expected)
+    return out
+
+
+@pytest.mark.parametrize("name", ["functional", "sequential"])
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras3_files_load_as_keras3_models(keras3_files, digits, name, suffix) -> None:
+    path, expected = keras3_files[name, suffix]
+    assert file_keras_version(path, ".keras" if suffix == ".keras" else "HDF5").startswith("3.")
+    model = load_model_file(path)
+    assert backend_for(model).kind == "keras3"
+    np.testing.assert_allclose(model.predict(digits.x_test, verbose=0), expected, atol=1e-6)
+
+
+PIPELINE = """
+name: {name}
+data: {{name: digits}}
+model: {{path: {path}}}
+train: {{epochs: 2, batch_size: 32, verbose: 0}}
+finetune: {{epochs: 2, learning_rate: 5.0e-4}}
+variants:
+  pruned: [{{prune: {{final_sparsity: 0.5, schedule: constant}}}}]
+  clustered: [{{cluster: {{number_of_clusters: 8}}}}]
+export: [float32, int8]
+evaluate: {{latency_runs: 0}}
+"""
+
+
+@pytest.mark.parametrize("name,suffix", [("functional", ".keras"), ("sequential", ".h5")])
+def test_a_keras3_file_runs_a_pipeline_to_the_end(keras3_files, digits, tmp_path, name, suffix) -> None:
+    """Trained, pruned and clustered by tfopt's Keras 3 backend; properties read back from the files;
+    the variant comes back as a Keras 3 file that plain Keras loads and that predicts what its float32 file does."""
+    from tfopt import config, pipeline
+
+    path, _ = keras3_files[name, suffix]
+    run = pipeline.run(config.loads(PIPELINE.format(name=f"k3_{name}", path=path)), root=tmp_path, log=lambda _: None)
+    assert {t.transform: t.backend.split(":")[0] for t in run.transforms} == {"prune": "keras3", "cluster": "keras3"}
+    assert run.model_backend == "keras3"
+    assert f"{path} (keras3)" in (tmp_path / "reports" / f"k3_{name}" / "report.md").read_text()
+    pruned = run.result("pruned", "float32").layers
+    assert len(pruned) >= 2 and all(abs(s.sparsity - 0.5) <= 0.02 for s in pruned), pruned
+    assert all(s.sparsity >= 0.48 for s in tflite_weight_stats(run.result("pruned", "int8").path))
+    clustered = run.result("clustered", "float32").layers
+    # A BatchNormalization folded into its conv scales each output channel: 8 values per channel stay 8.
+    assert all(s.unique_per_channel <= 8 for s in clustered), clustered
+    assert sum(s.unique_values <= 8 for s in clustered) >= 2, clustered  # the Dense kernels: 8 values in all
+    assert run.result("pruned", "int8").accuracy >= 0.5  # real digits, 2 + 2 epochs: far above the 10% of chance
+
+    keras_file = Path(run.result("pruned", "keras").path)
+    assert keras_file.suffix == ".keras"
+    saved = tmp_path / "plain_keras.npy"
+    script = (  # a fresh process that never imports tfopt: plain Keras 3 reads the file
+        "import sys, numpy as np, keras; "
+        "m = keras.saving.load_model(sys.argv[1]); "
+        "np.save(sys.argv[3], m.predict(np.load(sys.argv[2]), verbose=0)); "
+        "assert 'tfopt' not in sys.modules"
+    )
+    np.save(tmp_path / "x.npy", digits.x_test)
+    proc = subprocess.run([sys.executable, "-c", script, str(keras_file), str(tmp_path / "x.npy"), str(saved)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lite = TfliteRunner(run.result("pruned", "float32").path).predict(digits.x_test)
+    assert np.max(np.abs(np.load(saved) - lite)) <= 1e-5
+
+
+def test_qat_on_a_keras3_file_is_refused_before_training(keras3_files, tmp_path) -> None:
+    from tfopt import config, pipeline
+
+    path, _ = keras3_files["functional", ".keras"]
+    text = PIPELINE.format(name="k3_qat", path=path).replace(
+        "clustered: [{cluster: {number_of_clusters: 8}}]", "qat: [qat]"
+    )
+    with pytest.raises(
+        TransformError, match=r"'qat' cannot be applied to a Keras 3 model.*available for Keras 3: cluster, prune"
+    ):
+        pipeline.run(config.loads(text), root=tmp_path, log=lambda _: None)
+    assert not (tmp_path / "reports" / "k3_qat").exists()
+
+
+def test_an_inference_only_savedmodel_is_refused_with_the_fix(keras3_files, tmp_path) -> None:
+    from tfopt._keras import keras3
+
+    model = keras3().saving.load_model(keras3_files["functional", ".keras"][0])
+    model.export(str(tmp_path / "exported"), format="tf_saved_model", verbose=False)
+    with pytest.raises(ModelError, match=r"inference-only SavedModel.*Fix: save the trainable model with model.save"):
+        load_model_file(tmp_path / "exported")
+
+
+def test_an_unregistered_keras3_subclassed_model_is_named_with_the_version_and_the_fix(digits, tmp_path) -> None:
+    from tfopt._keras import keras3
+
+    k = keras3()
+
+    class TinyNet(k.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.flat, self.out = k.layers.Flatten(), k.layers.Dense(10)
+
+        def call(self, x):
+            return self.out(self.flat(x))
+
+    TinyNet.__module__ = "a_module_this_process_cannot_import"
+    model = TinyNet()
+    model(digits.x_test[:2])
+    model.save(tmp_path / "sub.keras")
+    with pytest.raises(ModelError) as e:
+        load_model_file(tmp_path / "sub.keras")
+    message = str(e.value)
+    assert "custom class 'TinyNet'" in message and f"a Keras {k.__version__} file" in message
+    assert "@keras.saving.register_keras_serializable()" in message and len(message.splitlines()) == 1
+
+
+def test_a_file_of_an_unknown_keras_version_is_named(keras3_files, tmp_path) -> None:
+    import shutil
+
+    import h5py
+
+    path = tmp_path / "old.h5"
+    shutil.copy(keras3_files["sequential", ".h5"][0], path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["keras_version"] = "1.2.2"
+    with pytest.raises(
+        ModelError, match=r"written by Keras 1\.2\.2; tfopt reads files of Keras 2 \(tf_keras\) and Keras 3"
+    ):
+        load_model_file(path)
