@@ -86,6 +86,7 @@ finetune: {{epochs: 2, learning_rate: 5.0e-4}}
 variants:
   pruned: [{{prune: {{final_sparsity: 0.5, schedule: constant}}}}]
   clustered: [{{cluster: {{number_of_clusters: 8}}}}]
+  pruned_2_4: [{{prune: {{sparsity_m_by_n: "2:4"}}}}]
 export: [float32, int8]
 evaluate: {{latency_runs: 0}}
 """
@@ -99,7 +100,7 @@ def test_a_keras3_file_runs_a_pipeline_to_the_end(keras3_files, digits, tmp_path
 
     path, _ = keras3_files[name, suffix]
     run = pipeline.run(config.loads(PIPELINE.format(name=f"k3_{name}", path=path)), root=tmp_path, log=lambda _: None)
-    assert {t.transform: t.backend.split(":")[0] for t in run.transforms} == {"prune": "keras3", "cluster": "keras3"}
+    assert {t.backend.split(":")[0] for t in run.transforms} == {"keras3"} and len(run.transforms) == 3
     assert run.model_backend == "keras3"
     assert f"{path} (keras3)" in (tmp_path / "reports" / f"k3_{name}" / "report.md").read_text()
     pruned = run.result("pruned", "float32").layers
@@ -109,6 +110,10 @@ def test_a_keras3_file_runs_a_pipeline_to_the_end(keras3_files, digits, tmp_path
     # A BatchNormalization folded into its conv scales each output channel: 8 values per channel stay 8.
     assert all(s.unique_per_channel <= 8 for s in clustered), clustered
     assert sum(s.unique_values <= 8 for s in clustered) >= 2, clustered  # the Dense kernels: 8 values in all
+    two_four = run.result("pruned_2_4", "float32").layers  # Conv2D and Dense: 2 zeros in every 4 input channels
+    assert all(s.pattern_2_4 is not False for s in two_four) and sum(bool(s.pattern_2_4) for s in two_four) >= 2, (
+        two_four
+    )
     assert run.result("pruned", "int8").accuracy >= 0.5  # real digits, 2 + 2 epochs: far above the 10% of chance
 
     keras_file = Path(run.result("pruned", "keras").path)

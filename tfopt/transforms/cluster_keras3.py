@@ -127,7 +127,8 @@ class ClusterKeras3(Cluster):
             if selected and attr is None:
                 selected, reason = (
                     False,
-                    f"no kernel to cluster ({type(layer).__name__}: not a Dense, EinsumDense or Embedding)",
+                    f"no kernel to cluster ({type(layer).__name__}: "
+                    "not a Dense, EinsumDense, Conv1D/Conv2D or Embedding)",
                 )
             if selected:
                 var = stored_variable(layer, attr)

@@ -58,7 +58,8 @@ def m_by_n_mask(values: np.ndarray, m: int, n: int, axes: tuple[int, ...]) -> np
     """Keep the ``n - m`` largest of every ``n`` consecutive weights along the contracted (input) axes.
 
     That is tfmot's M:N along the input channels, which TFLite stores last in a FULLY_CONNECTED
-    weight; ``axes`` are the kernel's input axes (Dense: (0,); EinsumDense: those contracted).
+    weight; ``axes`` are the kernel's input axes (Dense: (0,); EinsumDense: those contracted; Conv2D
+    (kh, kw, in, out): (2,), the input channels, which TFLite's CONV_2D weight (OHWI) stores last).
     """
     other = [a for a in range(values.ndim) if a not in axes]
     moved = np.transpose(values, other + list(axes))
@@ -84,6 +85,8 @@ def contracted_axes(layer: Any, attr: str) -> Optional[tuple[int, ...]]:
         return tuple(i for i, c in enumerate(kernel) if c in inputs)
     if isinstance(layer, L.Dense):
         return (0,)
+    if isinstance(layer, (L.Conv1D, L.Conv2D)):  # (..., in, out): TFLite stores the input channels last too
+        return (len(layer.kernel.shape) - 2,)
     return None
 
 
@@ -105,13 +108,15 @@ class PruneKeras3(Prune):
             if selected and attr is None:
                 selected, reason = (
                     False,
-                    f"no prunable kernel ({type(layer).__name__}: not a Dense, EinsumDense or Embedding)",
+                    f"no prunable kernel ({type(layer).__name__}: "
+                    "not a Dense, EinsumDense, Conv1D/Conv2D or Embedding)",
                 )
             axes = contracted_axes(layer, attr) if attr else None
             if selected and c.m_by_n and axes is None:
                 selected, reason = (
                     False,
-                    f"{c.sparsity_m_by_n} sparsity applies to Dense and EinsumDense kernels ({type(layer).__name__})",
+                    f"{c.sparsity_m_by_n} sparsity applies to Dense, EinsumDense and Conv1D/Conv2D kernels "
+                    f"({type(layer).__name__})",
                 )
             if selected:
                 self._targets.append((path, stored_variable(layer, attr), axes if c.m_by_n else None))
