@@ -143,10 +143,10 @@ def weight_stats(model: Any) -> list[LayerStats]:
     out = []
     for v in model.weights:
         short = v.path.split("/")[-1]
-        if short not in ("kernel", "embeddings", "depthwise_kernel") or len(v.shape) < 2:
+        if short not in ("kernel", "embeddings", "depthwise_kernel", "pointwise_kernel") or len(v.shape) < 2:
             continue
         values, axis = np.asarray(v.numpy()), None
-        if short == "kernel" and values.ndim in (2, 4):
+        if short in ("kernel", "pointwise_kernel") and values.ndim in (2, 4):
             values, axis = np.moveaxis(values, -1, 0), 0
         layer = v.path.rsplit("/", 1)[0]
         quantized = not np.issubdtype(values.dtype, np.floating)

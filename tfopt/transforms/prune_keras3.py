@@ -74,6 +74,19 @@ def m_by_n_mask(values: np.ndarray, m: int, n: int, axes: tuple[int, ...]) -> np
     return np.transpose(keep.reshape(moved.shape), np.argsort(other + list(axes))).astype(np.float32)
 
 
+def depthwise_variables(layer: Any) -> list[Any]:
+    """The kernels of a depthwise or separable conv (Keras 3 keeps them as plain variables, read in ``call``).
+
+    Masks are assigned to the variables themselves, so pruning needs no property to go through;
+    clustering does (it replaces the weight the layer reads), so these layers are pruned only.
+    """
+    L = keras3().layers
+    if not isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D, L.SeparableConv1D, L.SeparableConv2D)):
+        return []
+    names = ("kernel", "depthwise_kernel", "pointwise_kernel")
+    return [v for v in (getattr(layer, n, None) for n in names) if v is not None and len(v.shape) >= 2]
+
+
 def contracted_axes(layer: Any, attr: str) -> Optional[tuple[int, ...]]:
     """The kernel axes summed over with the input (where M:N groups run), or None for tables."""
     L = keras3().layers
@@ -104,12 +117,13 @@ class PruneKeras3(Prune):
         self.decisions = []
         for layer in matrix_layers(model):
             path, attr = layer_path(layer), weight_attribute(layer)
+            variables = [stored_variable(layer, attr)] if attr else depthwise_variables(layer)
             selected, reason = select(c, layer)
-            if selected and attr is None:
+            if selected and not variables:
                 selected, reason = (
                     False,
                     f"no prunable kernel ({type(layer).__name__}: "
-                    "not a Dense, EinsumDense, Conv1D/Conv2D or Embedding)",
+                    "not a Dense, EinsumDense, Conv1D/Conv2D, depthwise/separable conv or Embedding)",
                 )
             axes = contracted_axes(layer, attr) if attr else None
             if selected and c.m_by_n and axes is None:
@@ -119,7 +133,7 @@ class PruneKeras3(Prune):
                     f"({type(layer).__name__})",
                 )
             if selected:
-                self._targets.append((path, stored_variable(layer, attr), axes if c.m_by_n else None))
+                self._targets.extend((path, v, axes if c.m_by_n else None) for v in variables)
                 self.decisions.append(LayerDecision(path, True, f"{c.sparsity_m_by_n} structured" if c.m_by_n else ""))
             else:
                 self.decisions.append(LayerDecision(path, False, reason))
