@@ -4,7 +4,7 @@
 ``tfopt report`` re-renders it without importing TensorFlow. This module must stay free of
 TensorFlow imports for that reason.
 
-One typed schema reads and writes it: pydantic validates these dataclasses (``_SCHEMA``) with
+One typed schema reads and writes it: pydantic validates these dataclasses (``_schema()``) with
 strict JSON types (no "1" for 1, no true for 1; an integer is accepted where a float is
 expected), non-negative sizes and counts, and no unknown keys. ``load_run`` refuses a damaged or
 hand-edited file naming the field (``results[0].accuracy``); ``Run.to_json``/``Run.save``
@@ -33,6 +33,7 @@ Schema versions (``schema_version``; adding a field or changing a meaning bumps 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,7 +216,7 @@ class Run:
         """
         text = _json_text(dataclasses.asdict(self))
         try:
-            _SCHEMA.validate_json(text, strict=True)
+            _schema().validate_json(text, strict=True)
         except pydantic.ValidationError as e:
             raise ValueError(
                 f"run record does not match schema version {SCHEMA_VERSION} ({_describe(e)}); not written"
@@ -226,7 +227,10 @@ class Run:
         return atomic_write_text(path, self.to_json() + "\n")
 
 
-_SCHEMA = pydantic.TypeAdapter(Run)
+@functools.cache
+def _schema() -> pydantic.TypeAdapter:
+    """The run.json schema, built on first use: building it costs ~35 ms, kept out of every import."""
+    return pydantic.TypeAdapter(Run)
 
 
 def _json_text(data: Any) -> str:
@@ -329,7 +333,7 @@ def load_run(path: str | Path) -> Run:
     data["schema_version"] = SCHEMA_VERSION  # version 1 needs no other change (see the module doc)
     try:
         # Validated as the JSON text that is written: strict mode takes JSON objects for the dataclasses there.
-        return _SCHEMA.validate_json(_json_text(data), strict=True)
+        return _schema().validate_json(_json_text(data), strict=True)
     except pydantic.ValidationError as e:
         raise TfoptError(
             f"{path}: run record does not match schema version {version} ({_describe(e)}). {fix}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 from pathlib import Path
 from typing import Any, ClassVar, ContextManager
 
@@ -95,10 +96,6 @@ class Backend(abc.ABC):
         """Whether ``model`` trains with simulated quantization (QAT): only its int8 file is a true int8 model."""
         return False
 
-    def sublayers(self, model: Any) -> list[Any]:
-        """Every layer of ``model`` that a technique may change, outermost first."""
-        return list(model.layers)
-
 
 def outputs_probabilities(model: Any) -> bool:
     """Whether the model's last layer ends in a softmax (through tfmot's wrappers, which hold the real layer)."""
@@ -131,13 +128,10 @@ def backend_named(kind: str) -> Backend:
     return _instance(BACKENDS.get(kind))
 
 
-_INSTANCES: dict[type, Backend] = {}
-
-
+@functools.cache
 def _instance(cls: type) -> Backend:
-    if cls not in _INSTANCES:
-        _INSTANCES[cls] = cls()
-    return _INSTANCES[cls]
+    """One instance per backend class (backends hold no state)."""
+    return cls()
 
 
 def _register_builtins() -> None:

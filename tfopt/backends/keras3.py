@@ -224,6 +224,3 @@ class Keras3Backend(Backend):
         except Exception as e:  # tracing errors come as many types
             msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             raise ExportError(f"Cannot export Keras 3 model {model.name!r} to a SavedModel: {msg}") from None
-
-    def sublayers(self, model: Any) -> list[Any]:
-        return list(sublayers(model))
