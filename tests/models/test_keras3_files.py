@@ -92,7 +92,7 @@ evaluate: {{latency_runs: 0}}
 """
 
 
-@pytest.mark.parametrize("name,suffix", [("functional", ".keras"), ("sequential", ".h5")])
+@pytest.mark.parametrize("name,suffix", [("sequential", ".h5")])  # functional .keras: test_keras3_techniques.py
 def test_a_keras3_file_runs_a_pipeline_to_the_end(keras3_files, digits, tmp_path, name, suffix) -> None:
     """Trained, pruned and clustered by tfopt's Keras 3 backend; properties read back from the files;
     the variant comes back as a Keras 3 file that plain Keras loads and that predicts what its float32 file does."""
@@ -133,18 +133,38 @@ def test_a_keras3_file_runs_a_pipeline_to_the_end(keras3_files, digits, tmp_path
     assert np.max(np.abs(np.load(saved) - lite)) <= 1e-5
 
 
-def test_qat_on_a_keras3_file_is_refused_before_training(keras3_files, tmp_path) -> None:
-    from tfopt import config, pipeline
+def test_qat_of_a_keras3_model_with_a_custom_layer_or_subclass_names_it(digits) -> None:
+    """QAT runs on a tf_keras twin of the model; a layer or model of the user's own class has none."""
+    from tfopt._keras import keras3
+    from tfopt.pipeline import Recipe, apply_steps
 
-    path, _ = keras3_files["functional", ".keras"]
-    text = PIPELINE.format(name="k3_qat", path=path).replace(
-        "clustered: [{cluster: {number_of_clusters: 8}}]", "qat: [qat]"
-    )
-    with pytest.raises(
-        TransformError, match=r"'qat' cannot be applied to a Keras 3 model.*available for Keras 3: cluster, prune"
-    ):
-        pipeline.run(config.loads(text), root=tmp_path, log=lambda _: None)
-    assert not (tmp_path / "reports" / "k3_qat").exists()
+    k = keras3()
+
+    @k.saving.register_keras_serializable(package="tfopt_tests")  # as a model file's custom class must be
+    class Scale(k.layers.Layer):
+        def call(self, x):
+            return x * 2.0
+
+    inputs = k.Input(digits.input_shape)
+    x = Scale(name="my_scale")(k.layers.Flatten()(inputs))
+    custom = k.Model(inputs, k.layers.Dense(digits.num_classes, activation="softmax")(x))
+    recipe = Recipe(epochs=1, batch_size=32, learning_rate=5e-4)
+    with pytest.raises(TransformError, match=r"QAT of layer 'my_scale' \(Scale\): not a built-in Keras layer.*Fix:"):
+        apply_steps(custom, ["qat"], digits, recipe, log=lambda _: None)
+
+    @k.saving.register_keras_serializable(package="tfopt_tests")
+    class Subclassed(k.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.flat, self.out = k.layers.Flatten(), k.layers.Dense(digits.num_classes)
+
+        def call(self, x):
+            return self.out(self.flat(x))
+
+    model = Subclassed()
+    model(digits.x_train[:2])
+    with pytest.raises(TransformError, match=r"subclassed model has no graph.*Fix: build it with the functional API"):
+        apply_steps(model, ["qat"], digits, recipe, log=lambda _: None)
 
 
 def test_an_inference_only_savedmodel_is_refused_with_the_fix(keras3_files, tmp_path) -> None:

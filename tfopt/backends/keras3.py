@@ -31,6 +31,8 @@ def clone(model: Any) -> Any:
             "Fix: use a functional or keras-hub model whose get_config/from_config round-trips."
         ) from None
     values = [np.asarray(v.numpy()) for v in model.weights]
+    if not copy.weights and values and model.get_build_config():  # a subclassed model builds on first call
+        copy.build_from_config(model.get_build_config())
     if len(copy.weights) != len(values) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(copy.weights, values)):
         raise TransformError(
             f"Cannot copy Keras 3 model {model.name!r}: its copy has different weights. "

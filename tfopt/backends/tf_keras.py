@@ -10,6 +10,7 @@ tensorflow/model-optimization PR #1123).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 from typing import Any, ContextManager, Optional
 
@@ -80,7 +81,9 @@ class TfKerasBackend(Backend):
         for ``.keras`` files, so an uncompiled copy is what saves without optimizer state.
         """
         if is_quantized(model):
-            model.save(str(path), include_optimizer=False, save_format="h5")
+            with warnings.catch_warnings():  # "HDF5 ... is considered legacy": the one format tfmot reloads
+                warnings.filterwarnings("ignore", message=".*HDF5 file via `model.save", category=UserWarning)
+                model.save(str(path), include_optimizer=False, save_format="h5")
         elif optimizer:
             model.save(path)
         else:

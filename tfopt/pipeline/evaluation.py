@@ -61,9 +61,7 @@ def export_and_evaluate(
         splits: real data: calibration from ``x_train``, figures on ``x_test``/``y_test``.
         published: maps a path under ``folder`` to where it lives once the run is published (Result.path).
     """
-    backend = backend or backend_for(model)
-    evaluate = evaluate or EvaluateConfig()
-    out = Evaluation()
+    backend, evaluate, out = backend or backend_for(model), evaluate or EvaluateConfig(), Evaluation()
     keras_path = folder / f"{variant}{backend.file_suffix(model)}"  # .h5 for QAT models (see backends/tf_keras.py)
     with atomic_path(keras_path) as tmp:
         backend.save(model, tmp)  # without optimizer state
@@ -86,6 +84,7 @@ def export_and_evaluate(
                     tolerance=None,
                     latency_ms=None,
                     layers=keras_layers,
+                    details={"keras": backend.kind},  # the Keras that loads the file
                 ),
                 pool.submit(gzip_bytes, keras_path),
                 None,

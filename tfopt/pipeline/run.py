@@ -106,7 +106,7 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Log, ckpt: RunCheckpoints, chie
     with precision_policy(cfg.train.precision):  # export runs in float32, after this block
         with stage("baseline"):
             baseline, backend = _baseline(cfg, splits, strategy, batch, ckpt, base_fp, tb_root, trainings, log)
-        keras_models = {"baseline": baseline}
+        keras_models, backends = {"baseline": baseline}, {"baseline": backend}
         for vname, variant in cfg.variants.items():
             with stage(f"variant {vname}"):
                 applied = apply_steps(
@@ -114,17 +114,17 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Log, ckpt: RunCheckpoints, chie
                     strategy=strategy, log_dir=tb_root / vname, checkpoints=ckpt, fingerprint_base=base_fp,
                     safe_mode=cfg.model.safe_mode, log=log,
                 )  # fmt: skip
-            keras_models[vname] = applied.model
+            keras_models[vname], backends[vname] = applied.model, applied.backend
             trainings += applied.trainings
             reports += applied.reports
-    keras_models = {v: export_copy(m, cfg.train.precision, strategy, backend) for v, m in keras_models.items()}
+    keras_models = {v: export_copy(m, cfg.train.precision, strategy, backends[v]) for v, m in keras_models.items()}
     if not chief:  # every worker made its export copy above (a collective op on multi-worker strategies)
         log("[tfopt] training done on this worker; the chief exports, evaluates and writes the report")
         return None
     evaluation = Evaluation()
     for vname, model in keras_models.items():
         with stage(f"export+evaluate {vname}"):
-            one = export_and_evaluate(model, vname, cfg.export, splits, out.models_dir, backend=backend,
+            one = export_and_evaluate(model, vname, cfg.export, splits, out.models_dir, backend=backends[vname],
                                       evaluate=cfg.evaluate, published=out.final, log=log)  # fmt: skip
         evaluation.merge(one)
     record = _record(cfg, splits, evaluation, reports, trainings, stage, backend)

@@ -52,6 +52,7 @@ class Applied:
     """A variant's result: the stripped model, and the records of each step (restored ones included)."""
 
     model: Any
+    backend: Optional[Backend] = None  # the model's backend (a Keras 3 model's QAT variant is a tf_keras model)
     trainings: list[Training] = field(default_factory=list)
     reports: list[TransformReport] = field(default_factory=list)
 
@@ -100,8 +101,10 @@ def apply_steps(
     with strategy.scope():
         start, applied = _restore(ckpt, keys, fps, safe_mode)
         if applied is None:
-            applied = Applied(backend.clone(model))
-    runner = _StepRunner(splits, recipe, backend, strategy, variant, log_dir, ckpt, log)
+            applied = Applied(backend.clone(model), backend)
+        else:  # restored after a kill: a finished QAT step of a Keras 3 model left a tf_keras one
+            applied.backend = backend_for(applied.model)
+    runner = _StepRunner(splits, recipe, applied.backend, strategy, variant, log_dir, ckpt, log)
     for i in range(start, len(specs)):
         runner.run(applied, specs, i, keys[i], fps[i])
     return applied
@@ -131,6 +134,8 @@ class _StepRunner:
         step = tech.for_backend(self.backend.kind)(params, self._context(specs[:i], step_dir))
         with self.strategy.scope():
             model = step.apply(applied.model)
+            # A step may hand the model on to another Keras (QAT of a Keras 3 model trains its tf_keras twin).
+            self.backend = applied.backend = step.context.backend or self.backend
             step.compile(model, recipe.optimizer, recipe.learning_rate)
         if recipe.epochs:
             applied.trainings.append(
@@ -164,7 +169,7 @@ def _restore(ckpt: RunCheckpoints, keys: list[str], fps: list[str], safe_mode: b
         restored = ckpt.load_stage(keys[i], fps[i], safe_mode)
         if restored:
             model, trainings, reports = restored
-            return i + 1, Applied(model, list(trainings), list(reports))
+            return i + 1, Applied(model, None, list(trainings), list(reports))
     return 0, None
 
 

@@ -189,7 +189,23 @@ def _results_table(run: Run) -> list[Any]:
     notes.append(
         "max |Δ| compares each exported file's outputs with its Keras model's on test inputs; ✗ marks a tolerance miss."
     )
-    return [_Heading(2, "Results"), _Table(headers, rows, "llrrrrrrrrrr"), _Para(" ".join(notes))]
+    return [_Heading(2, "Results"), _Table(headers, rows, "llrrrrrrrrrr"), _Para(" ".join(notes)), *_files_to_keep(run)]
+
+
+def _files_to_keep(run: Run) -> list[Any]:
+    """For a Keras 3 input, the variants whose Keras file is not in the user's Keras (QAT), and what to keep."""
+    if run.model_backend != "keras3":
+        return []
+    other = [r.variant for r in run.results if r.format == "keras" and r.details.get("keras") == "tf_keras"]
+    if not other:
+        return []
+    return [
+        _Para(
+            f"{', '.join(other)}: QAT ran with tfmot on an exact tf_keras twin of the Keras 3 model (Keras 3 has no "
+            "QAT layers), so their Keras files are tfmot QAT models in tf_keras (.h5, loaded with tfmot's "
+            "quantize_scope). Keep their int8 .tflite files; the other variants' .keras files load with plain Keras 3."
+        )
+    ]
 
 
 def _not_exported(run: Run) -> list[Any]:

@@ -32,6 +32,7 @@ from tfopt.transforms.common import (
     has_weights_to_change,
     require_some_applied,
     require_tf_keras,
+    tfmot_leaves,
     unsupported_layer,
 )
 
@@ -105,6 +106,8 @@ class Cluster(Transform):
             selected, reason = c.select(layer)
             if selected and not has_weights_to_change(layer, clustering.ClusterableLayer):
                 selected, reason = False, f"no kernel to cluster ({type(layer).__name__})"
+            if selected and tfmot_leaves(layer):
+                selected, reason = False, tfmot_leaves(layer)
             if selected:
                 try:
                     # cluster_weights forwards these two to the wrapper (tfmot's per-channel and

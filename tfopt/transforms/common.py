@@ -72,6 +72,17 @@ def has_weights_to_change(layer: Any, custom_base: Optional[type] = None) -> boo
     return any(_short(w.name) in ("kernel", "depthwise_kernel", "embeddings") for w in layer.weights)
 
 
+def tfmot_leaves(layer: Any) -> Optional[str]:
+    """Why tfmot leaves a layer that has a kernel unchanged, or None.
+
+    Its prune and clustering registries list no weight for DepthwiseConv2D: wrapped, it would be
+    reported as pruned with none of its weights zeroed. (The Keras 3 backend prunes it.)
+    """
+    if type(layer).__name__ == "DepthwiseConv2D":
+        return "tfmot neither prunes nor clusters DepthwiseConv2D kernels (its registries list no weight)"
+    return None
+
+
 def _short(weight_name: str) -> str:
     return weight_name.split("/")[-1].split(":")[0]
 

@@ -34,6 +34,7 @@ from tfopt.transforms.common import (
     has_weights_to_change,
     require_some_applied,
     require_tf_keras,
+    tfmot_leaves,
     unsupported_layer,
 )
 
@@ -165,6 +166,8 @@ class Prune(Transform):
             selected, reason = self.config.select(layer)
             if selected and not has_weights_to_change(layer, sparsity.PrunableLayer):
                 selected, reason = False, f"no prunable kernel ({type(layer).__name__})"
+            if selected and tfmot_leaves(layer):
+                selected, reason = False, tfmot_leaves(layer)
             if selected and m_by_n and not isinstance(layer, (k.layers.Conv2D, k.layers.Dense, sparsity.PrunableLayer)):
                 selected, reason = (
                     False,

@@ -18,13 +18,16 @@ the centroids stay shared (CQAT), after both, both (PCQAT).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
 from tfopt._keras import tfmot
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
+from tfopt.backends import backend_named
 from tfopt.backends.tf_keras import quantize_scope
+from tfopt.backends.translate import TOLERANCE, to_tf_keras
 from tfopt.transforms import Transform, technique
 from tfopt.transforms.common import LayerSelection, clone_wrapping, fresh_copy, require_some_applied, require_tf_keras
 
@@ -56,6 +59,8 @@ def quantize_scheme(previous: tuple[str, ...]) -> tuple[str, Any]:
     return "QAT (Default8BitQuantizeScheme)", q.default_8bit.Default8BitQuantizeScheme()
 
 
+# Layers tfmot's 8-bit registry leaves out but its graph transforms quantize (default_8bit_transforms.py).
+_BY_PATTERN = {"BatchNormalization", "SyncBatchNormalization", "SeparableConv1D", "SeparableConv2D"}
 _UNSUPPORTED = re.compile(r"Layer (\S+?):<class '([^']+)'> is not supported")
 
 
@@ -87,11 +92,26 @@ class Qat(Transform):
         self.backend = f"tf_keras: tfmot {label}"
         self.decisions = []
 
+        registry = q.default_8bit.Default8BitQuantizeScheme().get_quantize_registry()
+
         def annotate(layer: Any) -> Any:
             selected, reason = self.config.select(layer)
+            # e.g. LayerNormalization (tfmot#942), Rescaling, Multiply. tfmot rewrites some layers by pattern
+            # instead (_BY_PATTERN): a BatchNormalization is folded into the conv before it, or refused below.
+            if selected and not registry.supports(layer) and type(layer).__name__ not in _BY_PATTERN:
+                selected, reason = (
+                    False,
+                    f"kept in float: tfmot's 8-bit scheme has no int8 pattern for {type(layer).__name__}",
+                )
             if not selected and layer.weights and "prune" in self.context.previous:
                 reason += "; fine-tuned unmasked, so its zeros are not kept"
-            self.decisions.append(LayerDecision(layer.name, selected, label.split(" ")[0] if selected else reason))
+            if selected:
+                reason = label.split(" ")[0]
+                collaborative = {"prune", "cluster"} & set(self.context.previous)
+                if type(layer).__name__ == "DepthwiseConv2D" and collaborative:
+                    # tfmot's prune/cluster-preserve registries leave DepthwiseConv2D out
+                    reason += ": plain QAT for a DepthwiseConv2D (tfmot preserves no zeros or clusters in it)"
+            self.decisions.append(LayerDecision(layer.name, selected, reason))
             return q.quantize_annotate_layer(layer) if selected else layer
 
         annotated = clone_wrapping(model, self.name, annotate, weighted_only=False)
@@ -146,6 +166,26 @@ class Qat(Transform):
             return model
         twin.set_weights(values)
         return twin
+
+
+@QAT.implementation("keras3")
+class QatKeras3(Qat):
+    """QAT of a Keras 3 model, by tfmot on its exact tf_keras twin (see ``tfopt.backends.translate``).
+
+    The twin has the same graph, configs and weights, and must predict what the Keras 3 model
+    predicts on real training inputs; from there the step is the tf_keras one (PQAT, CQAT, PCQAT
+    included), and the variant is a tfmot QAT model whose int8 ``.tflite`` is the file to deploy.
+    """
+
+    def apply(self, model: Any) -> Any:
+        sample = self.context.data.sample if self.context.data is not None else None
+        twin = to_tf_keras(model, sample=sample)
+        # From here on the model is tf_keras: the fine-tune, snapshots and exports use its backend.
+        self.context = dataclasses.replace(self.context, backend=backend_named("tf_keras"))
+        quantized = super().apply(twin)
+        checked = f", outputs equal within {TOLERANCE:g} on training inputs" if sample is not None else ""
+        self.backend = f"keras3 -> tf_keras twin (weights copied{checked}); " + self.backend
+        return quantized
 
 
 def _matching_weights(twin: Any, model: Any) -> Any:
