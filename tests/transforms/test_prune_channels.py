@@ -194,3 +194,21 @@ def test_chain_then_qat_exports_int8_smaller_and_accurate(trained_small_cnn, dig
     convs = sorted(o.weight_shape[0] for o in tflite_op_macs(tmp_path / "thin_int8.tflite") if o.op == "CONV_2D")
     assert convs == [8, 16]  # small_cnn(filters=16): conv1 16 -> 8, conv2 32 -> 16
     assert all(s.quantized for s in stats), stats
+
+
+def test_pipeline_refuses_an_unfollowable_layer_before_training() -> None:
+    from tfopt.pipeline import check_variants
+    from tfopt.schema import VariantConfig
+
+    k = keras()
+    L = k.layers
+    inputs = L.Input((6, 6, 2))
+    x = L.Flatten(name="flat")(L.Reshape((16, 8), name="reshape")(L.Conv2D(8, 3, name="c1")(inputs)))
+    model = k.Model(inputs, L.Dense(3, name="out")(x))
+    weights = [w.copy() for w in model.get_weights()]
+    variants = {"thin": VariantConfig.model_validate([{STEP: {"fraction": 0.5}}, "qat"])}
+    with pytest.raises(TransformError, match=r"variant 'thin': prune_channels cannot follow .* layer 'reshape'"):
+        check_variants(variants, "float32", "tf_keras", model)
+    skipping = {"thin": VariantConfig.model_validate([{STEP: {"fraction": 0.5, "skip": ["reshape"]}}])}
+    check_variants(skipping, "float32", "tf_keras", model)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))  # the check changes nothing

@@ -78,6 +78,17 @@ class Transform(abc.ABC):
         self.context = context
         self.decisions: list[LayerDecision] = []
 
+    @classmethod
+    def check_model(cls, config: BaseModel, model: Any) -> None:
+        """Refuse, before any training, a model this technique cannot handle (default: accept).
+
+        The pipeline calls it on the baseline for each step up to the first that changes the architecture.
+
+        Raises:
+            TransformError: naming the layer and the fix.
+        """
+        return None
+
     @abc.abstractmethod
     def apply(self, model: Any) -> Any:
         """Return a model ready for fine-tuning (wrapped layers, masks, or a smaller model)."""

@@ -101,13 +101,22 @@ class PruneChannels(Transform):
 
     backend = "tf_keras: channel surgery"
 
+    @classmethod
+    def check_model(cls, config: PruneChannelsConfig, model: Any) -> None:
+        """Follow the model's channels without touching weights: a layer that cannot be followed, a
+        ``layer_types`` or ``fractions`` entry naming no layer, is refused before any training."""
+        cls._graph(config, model)
+
+    @classmethod
+    def _graph(cls, c: PruneChannelsConfig, model: Any) -> tuple[ChannelGraph, dict[str, float]]:
+        require_tf_keras(model, NAME)
+        c.check_types(NAME, model)
+        graph = build_graph(model, lambda n: not layer_selected(n, None, c.skip)[0], NAME)
+        return graph, matching(c.fractions, list(graph.producers), NAME)
+
     def apply(self, model: Any) -> Any:
-        require_tf_keras(model, self.name)
-        c = self.config
-        c.check_types(self.name, model)
-        graph = build_graph(model, lambda n: not layer_selected(n, None, c.skip)[0], self.name)
+        graph, fractions = self._graph(self.config, model)
         self._fix_unselected(graph)
-        fractions = matching(c.fractions, list(graph.producers), self.name)
         scores, notes = self._scores(model, graph)
         removed: set[int] = set()
         self.decisions = []
