@@ -10,16 +10,16 @@ from tfopt.errors import TransformError
 from tfopt.evaluate.macs import tflite_macs, tflite_op_macs
 from tfopt.export import convert
 from tfopt.schema import ExportSpec
-from tfopt.transforms import TECHNIQUES, Context
+from tfopt.transforms import TECHNIQUES, Context, DataSpec
 
 STEP = "prune_channels"
 
 
-def _transform(**params):
+def _transform(sample=None, **params):
     tech = TECHNIQUES.get(STEP)
-    return tech.for_backend("tf_keras")(
-        tech.Config.model_validate(params), Context(steps_per_epoch=1, finetune_epochs=1)
-    )
+    data = None if sample is None else DataSpec(sample.shape[1:], 5, sample)
+    context = Context(steps_per_epoch=1, finetune_epochs=1, data=data)
+    return tech.for_backend("tf_keras")(tech.Config.model_validate(params), context)
 
 
 def branching_model():
@@ -80,11 +80,13 @@ def _widths(model) -> dict[str, int]:
     return {n: int(model.get_layer(n).get_weights()[0].shape[-1]) for n in WIDTHS}
 
 
-def test_surgery_removing_zero_channels_keeps_the_outputs() -> None:
+@pytest.mark.parametrize("importance", ["l1", "l2"])
+def test_surgery_removing_zero_channels_keeps_the_outputs(importance) -> None:
+    """Zeroed channels have the smallest norms, so exactly they go."""
     model = zeroed_model()
     x = np.random.default_rng(0).random((32, 8, 8, 3), dtype=np.float32)
     before = model.predict(x, verbose=0)
-    step = _transform(fraction=0.5)
+    step = _transform(sample=x, fraction=0.5, importance=importance)
     pruned = step.apply(model)
     assert _widths(pruned) == WIDTHS
     assert pruned.get_layer("dw").get_weights()[0].shape == (3, 3, 4, 1)  # depthwise kept paired with c1
@@ -92,10 +94,31 @@ def test_surgery_removing_zero_channels_keeps_the_outputs() -> None:
     assert pruned.get_layer("dense1").get_weights()[0].shape == (4 * 4 * (4 + 2), 8)  # Flatten: 16 positions
     np.testing.assert_allclose(pruned.predict(x, verbose=0), before, atol=1e-5)
     decisions = {d.layer: d for d in step.describe()}
-    assert decisions["c1"].applied and "8 -> 4 channels" in decisions["c1"].reason
+    assert decisions["c1"].applied and f"8 -> 4 channels (removed 4; {importance})" in decisions["c1"].reason
     assert "coupled with c3" in decisions["c2"].reason
     assert not decisions["classifier"].applied and "output layer" in decisions["classifier"].reason
     assert _widths(model)["c1"] == 8  # the input model is left as it was
+
+
+def test_taylor_scores_from_the_training_sample() -> None:
+    """Taylor scores a channel by (sum of weight x gradient)^2 on the sample: zeroed channels score 0 and go.
+    (No ReLU or BatchNormalization here: a dead ReLU also scores 0, yet removing it takes the constant
+    output of a BatchNormalization after it along.)"""
+    k = keras()
+    L = k.layers
+    k.utils.set_random_seed(0)
+    inputs = L.Input((6, 6, 2))
+    x = L.Flatten(name="flat")(L.Conv2D(8, 3, name="c1")(inputs))
+    model = k.Model(inputs, L.Dense(3, activation="softmax", name="out")(L.Dense(8, name="d1")(x)))
+    _zero(model.get_layer("c1"), [1, 4, 5, 6])
+    _zero(model.get_layer("d1"), [0, 2, 4, 6])
+    x = np.random.default_rng(0).random((64, 6, 6, 2), dtype=np.float32)
+    with pytest.raises(TransformError, match="taylor needs training samples"):
+        _transform(fraction=0.5, importance="taylor").apply(model)
+    step = _transform(sample=x, fraction=0.5, importance="taylor")
+    pruned = step.apply(model)
+    assert [pruned.get_layer(n).get_weights()[0].shape[-1] for n in ("c1", "d1", "out")] == [4, 4, 3]
+    np.testing.assert_allclose(pruned.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
 
 
 def test_widths_and_macs_in_the_exported_file(tmp_path) -> None:
@@ -212,3 +235,28 @@ def test_pipeline_refuses_an_unfollowable_layer_before_training() -> None:
     skipping = {"thin": VariantConfig.model_validate([{STEP: {"fraction": 0.5, "skip": ["reshape"]}}])}
     check_variants(skipping, "float32", "tf_keras", model)
     assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))  # the check changes nothing
+
+
+@pytest.mark.slow  # ~50 s of CPU: two MobileNetV2 conversions
+def test_mobilenet_v2_inverted_residuals_pruned_consistently(tmp_path) -> None:
+    """Keras' MobileNetV2 (alpha 0.35, 32x32): expand/depthwise pairs and the Add-joined projections of each
+    stage lose the same channels; the file runs, matches its Keras model and does fewer MACs."""
+    k = keras()
+    k.utils.set_random_seed(0)
+    model = k.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10)
+    step = _transform(fraction=0.5, round_to=8)
+    pruned = step.apply(model)
+    decisions = {d.layer: d for d in step.describe()}
+    assert "coupled with block_4_project, block_5_project" in decisions["block_3_project"].reason
+    for block in range(1, 17):  # each depthwise conv keeps the channels of the expansion before it
+        dw = pruned.get_layer(f"block_{block}_depthwise").get_weights()[0].shape[2]
+        assert dw == pruned.get_layer(f"block_{block}_expand").get_weights()[0].shape[3], block
+    x = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
+    paths = {}
+    for name, m in (("base", model), ("thin", pruned)):
+        paths[name] = tmp_path / f"{name}.tflite"
+        paths[name].write_bytes(convert(m, ExportSpec(format="float32"), x))
+    from tfopt.evaluate.litert import TfliteRunner
+
+    np.testing.assert_allclose(TfliteRunner(paths["thin"]).predict(x), pruned.predict(x, verbose=0), atol=1e-5)
+    assert tflite_macs(paths["thin"]) < 0.45 * tflite_macs(paths["base"])

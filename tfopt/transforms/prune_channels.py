@@ -23,6 +23,10 @@ members' importance and the lowest-scored groups go:
 - ``taylor``: first-order Taylor score ``(sum over the filter of weight x gradient)^2``, summed over a few
   batches of the training sample (``Context.data``), with the model's own predictions as labels.
 
+Scores come from the producers (or their BatchNormalization) only: removing a group also removes
+what later layers of the group add to it (a BatchNormalization's offset after a dead ReLU, which
+Taylor scores 0), which the fine-tune then absorbs.
+
 ``fraction`` is the share of each coupled set's channels removed; ``fractions`` overrides it per
 layer (name or glob; a set of coupled layers takes the largest fraction among its members).
 ``round_to: 8`` keeps every set's width a multiple of 8 (the nearest one, at least 8), which
