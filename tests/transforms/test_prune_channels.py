@@ -260,3 +260,28 @@ def test_mobilenet_v2_inverted_residuals_pruned_consistently(tmp_path) -> None:
 
     np.testing.assert_allclose(TfliteRunner(paths["thin"]).predict(x), pruned.predict(x, verbose=0), atol=1e-5)
     assert tflite_macs(paths["thin"]) < 0.45 * tflite_macs(paths["base"])
+
+
+def test_separable_and_transposed_convs_slice_both_sides() -> None:
+    """SeparableConv2D (depthwise on the input side, pointwise to its filters) and Conv2DTranspose
+    (kernel laid out (h, w, out, in)): zeroed filters removed, the same outputs."""
+    k = keras()
+    L = k.layers
+    k.utils.set_random_seed(0)
+    inputs = L.Input((6, 6, 2))
+    x = L.Conv2D(8, 3, padding="same", name="c1")(inputs)
+    x = L.SeparableConv2D(8, 3, padding="same", depth_multiplier=2, name="sep")(x)
+    x = L.Conv2DTranspose(8, 3, strides=2, padding="same", name="up")(x)
+    model = k.Model(inputs, L.Dense(3, name="out")(L.GlobalAveragePooling2D(name="gap")(x)))
+    _zero(model.get_layer("c1"), [0, 1, 2, 3])
+    sep = model.get_layer("sep")
+    dw, pw, b = sep.get_weights()
+    pw[..., 4:], b[4:] = 0, 0
+    sep.set_weights([dw, pw, b])
+    _zero(model.get_layer("up"), [1, 3, 5, 7], axis=-2)
+    x = np.random.default_rng(0).random((8, 6, 6, 2), dtype=np.float32)
+    pruned = _transform(fraction=0.5).apply(model)
+    assert pruned.get_layer("sep").get_weights()[0].shape == (3, 3, 4, 2)  # 4 kept inputs x depth multiplier 2
+    assert pruned.get_layer("sep").get_weights()[1].shape == (1, 1, 8, 4)
+    assert pruned.get_layer("up").get_weights()[0].shape == (3, 3, 4, 4)
+    np.testing.assert_allclose(pruned.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
