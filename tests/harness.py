@@ -27,9 +27,9 @@ from tfopt.pipeline import Recipe, apply_steps, export_and_evaluate
 from tfopt.schema import EvaluateConfig, ExportSpec
 
 # Real data each registered model is exercised on: (dataset fixture name in conftest, sample count).
-MODEL_DATA = {"small_cnn": "digits", "vgg16": "digits", "bert": "rt_tokens"}
+MODEL_DATA = {"small_cnn": "digits", "vgg16": "digits", "mobilenet_v2": "digits", "bert": "rt_tokens"}
 # Models whose battery is heavy (VGG16: a 14.7M-weight base to convert and read back, ~30 s): marked slow.
-SLOW_MODELS = {"vgg16"}
+SLOW_MODELS = {"vgg16", "mobilenet_v2"}
 
 NO_LATENCY = EvaluateConfig(latency_runs=0)
 
@@ -47,6 +47,8 @@ def check_files_hold_the_model(model: Any, evaluation: Any, formats: list[Export
     and holds the model's weight tensors: same count and sizes, and for float32 files the same zeros
     and distinct values per tensor (what a technique left in the model is what the user deploys)."""
     keras_stats = backend_for(model).weight_stats(model)
+    # The converter folds a BatchNormalization into the conv before it: those kernels hold other values in the file.
+    folded = any(type(layer).__name__ == "BatchNormalization" for layer in getattr(model, "layers", []))
     written = {r.format: r for r in evaluation.results if r.format != "keras"}
     skipped = {n.format: n.reason for n in evaluation.not_exported}
     assert set(written) | set(skipped) == {s.label for s in formats}, (written, skipped)
@@ -60,7 +62,7 @@ def check_files_hold_the_model(model: Any, evaluation: Any, formats: list[Export
         assert r.size_bytes > 0 and 0 < r.gzip_bytes <= r.size_bytes + 64, r
         file_stats, unmatched = tflite_weight_stats(r.path), list(keras_stats)
         for f in file_stats:  # each weight operand of the file is one of the model's tensors...
-            twin = _take_twin(f, unmatched, exact=spec.format == "float32")
+            twin = _take_twin(f, unmatched, exact=spec.format == "float32" and not folded)
             assert twin is not None, (spec.label, f, unmatched)
             if spec.format != "float32":  # quantized: a zero weight stays an exact zero
                 assert f.sparsity >= twin.sparsity - 0.01, (spec.label, f, twin)

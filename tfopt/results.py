@@ -28,6 +28,10 @@ Schema versions (``schema_version``; adding a field or changing a meaning bumps 
   ``Optional``), and a negative value is refused as damage in files of either version. A version-1
   file otherwise loads as it is and is upgraded in memory (``schema_version`` 2). A file of a newer
   version is refused with "upgrade tfopt".
+- 3: ``Result.macs`` (multiply-accumulates of one inference, read from the exported file's operators
+  and tensor shapes: ``tfopt.evaluate.macs``; None for the Keras row) and ``Result.weights`` (weight
+  values in the model's weight tensors, as read for ``layers``). Version-1 and -2 files load with
+  both None and are upgraded in memory (``schema_version`` 3).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ import tfopt
 from tfopt.errors import TfoptError
 from tfopt.io import atomic_write_text
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Only this version is written; older ones are upgraded on load (see load_run).
 _CurrentVersion = Annotated[int, pydantic.Field(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)]
@@ -111,6 +115,9 @@ class Result:
     details: dict[str, Any] = field(
         default_factory=dict
     )  # format-specific facts, e.g. the LiteRT Quantizer's validation
+    # Added in schema version 3 (None in older files).
+    macs: Optional[NonNegativeInt] = None  # multiply-accumulates of one inference, read from the file (None: Keras row)
+    weights: Optional[NonNegativeInt] = None  # weight values over the weight tensors of ``layers``
 
 
 @pydantic.with_config(_RECORD)
@@ -291,7 +298,7 @@ def records(cls: type, items: Any) -> list:
 
 
 def load_run(path: str | Path) -> Run:
-    """Read a ``run.json`` written by ``tfopt run`` (schema version 1 or 2; see the module doc).
+    """Read a ``run.json`` written by ``tfopt run`` (schema versions 1 to 3; see the module doc).
 
     Raises:
         TfoptError: if the file is missing, is not a tfopt run record, breaks the schema (the
@@ -330,7 +337,7 @@ def load_run(path: str | Path) -> Run:
             f"run.json schema version {version}, this tfopt {tfopt.__version__} reads versions 1 to {SCHEMA_VERSION}. "
             f"Fix: upgrade tfopt{f' to {writer} or later' if writer else ''} to read it."
         )
-    data["schema_version"] = SCHEMA_VERSION  # version 1 needs no other change (see the module doc)
+    data["schema_version"] = SCHEMA_VERSION  # versions 1 and 2 need no other change (see the module doc)
     try:
         # Validated as the JSON text that is written: strict mode takes JSON objects for the dataclasses there.
         return _schema().validate_json(_json_text(data), strict=True)

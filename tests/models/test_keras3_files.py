@@ -137,6 +137,8 @@ def test_qat_of_a_keras3_model_with_a_custom_layer_or_subclass_names_it(digits) 
     """QAT runs on a tf_keras twin of the model; a layer or model of the user's own class has none."""
     from tfopt._keras import keras3
     from tfopt.pipeline import Recipe, apply_steps
+    from tfopt.pipeline.steps import check_variants
+    from tfopt.schema import VariantConfig
 
     k = keras3()
 
@@ -149,8 +151,12 @@ def test_qat_of_a_keras3_model_with_a_custom_layer_or_subclass_names_it(digits) 
     x = Scale(name="my_scale")(k.layers.Flatten()(inputs))
     custom = k.Model(inputs, k.layers.Dense(digits.num_classes, activation="softmax")(x))
     recipe = Recipe(epochs=1, batch_size=32, learning_rate=5e-4)
-    with pytest.raises(TransformError, match=r"QAT of layer 'my_scale' \(Scale\): not a built-in Keras layer.*Fix:"):
+    named = r"QAT of layer 'my_scale' \(Scale\): not a built-in Keras layer.*Fix:"
+    with pytest.raises(TransformError, match=named):
         apply_steps(custom, ["qat"], digits, recipe, log=lambda _: None)
+    variants = {"pqat": VariantConfig.model_validate([{"prune": {"final_sparsity": 0.5}}, "qat"])}
+    with pytest.raises(TransformError, match="variant 'pqat': " + named):  # what the pipeline asks before training
+        check_variants(variants, "float32", "keras3", custom)
 
     @k.saving.register_keras_serializable(package="tfopt_tests")
     class Subclassed(k.Model):

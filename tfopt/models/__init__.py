@@ -31,7 +31,7 @@ MODELS: Registry = Registry("model")
 
 
 def _register_builtins() -> None:
-    from tfopt.models import bert, small_cnn, vgg16  # noqa: F401
+    from tfopt.models import bert, mobilenet_v2, small_cnn, vgg16  # noqa: F401
 
 
 _register_builtins()

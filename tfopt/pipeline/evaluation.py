@@ -17,6 +17,7 @@ import numpy as np
 from tfopt.backends import Backend, backend_for
 from tfopt.errors import ExportError
 from tfopt.evaluate.latency import measure_latency
+from tfopt.evaluate.macs import tflite_macs
 from tfopt.evaluate.litert import TfliteRunner
 from tfopt.evaluate.sizes import gzip_bytes, path_bytes
 from tfopt.evaluate.weights import overall_sparsity, tflite_weight_stats
@@ -97,10 +98,15 @@ def export_and_evaluate(
                     fields, diff = done
                     pending.append((fields, pool.submit(gzip_bytes, folder / f"{variant}_{spec.label}.tflite"), diff))
         for fields, size, diff in pending:
-            out.results.append(Result(gzip_bytes=size.result(), **fields))
+            out.results.append(_result(fields, size.result()))
             if diff is not None:
                 log(format_line(out.results[-1], diff))
     return out
+
+
+def _result(fields: dict, gzip_size: int) -> Result:
+    """A file's Result once its gzip size is known; ``weights`` counts the values of its weight tensors."""
+    return Result(gzip_bytes=gzip_size, weights=sum(s.size for s in fields["layers"]), **fields)
 
 
 def _export_one(
@@ -150,6 +156,7 @@ def _export_one(
         latency_ms=latency,
         layers=layers,
         details=exported.details,
+        macs=tflite_macs(path),
     ), diff
 
 

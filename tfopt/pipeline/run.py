@@ -174,8 +174,8 @@ def _baseline(
         baseline = restored[0] if restored else models.build(cfg.model, splits.input_shape, splits.num_classes)
         backend = backend_for(baseline)  # chosen once, here, and passed on
         check_variants(
-            cfg.variants, cfg.train.precision, backend.kind
-        )  # unsupported combinations: refused before training
+            cfg.variants, cfg.train.precision, backend.kind, baseline
+        )  # unsupported combinations, layers a step cannot handle: refused before training
         if not restored:
             baseline = apply_precision(baseline, cfg.train.precision, backend)
         backend.compile(baseline, cfg.train.optimizer, cfg.train.learning_rate)

@@ -173,13 +173,17 @@ def _restore(ckpt: RunCheckpoints, keys: list[str], fps: list[str], safe_mode: b
     return 0, None
 
 
-def check_variants(variants: dict[str, VariantConfig], precision: str, backend: Optional[str] = None) -> None:
-    """Refuse, before any training, steps that cannot run: under ``precision``, or for ``backend`` when known.
+def check_variants(
+    variants: dict[str, VariantConfig], precision: str, backend: Optional[str] = None, model: Any = None
+) -> None:
+    """Refuse, before any training, steps that cannot run: under ``precision``, for ``backend`` when known,
+    and on ``model`` when given (``Transform.check_model``, e.g. a layer prune_channels cannot follow).
 
     Raises:
         ConfigError: a technique does not train under the precision (names variant, transform, fix).
-        TransformError: a technique has no implementation for the model's Keras.
+        TransformError: a technique has no implementation for the model's Keras, or cannot handle the model.
     """
+    reshaped: set[str] = set()  # variants past a step that changes the architecture: later steps see another model
     for vname, spec in _steps(variants):
         tech = TECHNIQUES.get(spec.name)
         if precision not in tech.precisions:
@@ -190,7 +194,18 @@ def check_variants(variants: dict[str, VariantConfig], precision: str, backend: 
                 f"Received: precision={precision!r}"
             )
         if backend is not None:
-            tech.for_backend(backend)
+            impl = tech.for_backend(backend)
+            if model is not None and vname not in reshaped:
+                _check_model(vname, impl, tech.Config.model_validate(spec.params), model)
+        if tech.changes_architecture:
+            reshaped.add(vname)
+
+
+def _check_model(vname: str, impl: Any, params: Any, model: Any) -> None:
+    try:
+        impl.check_model(params, model)
+    except TransformError as e:
+        raise TransformError(f"variant {vname!r}: {e}") from None
 
 
 def _steps(variants: dict[str, VariantConfig]) -> Iterable[tuple[str, TransformSpec]]:

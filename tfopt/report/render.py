@@ -96,6 +96,16 @@ def _diff(r: Result) -> str:
     return f"{r.max_abs_diff:.2g} {'≤' if ok else '>'} {r.tolerance:.2g}" + ("" if ok else " ✗")
 
 
+def _count(n: Optional[int]) -> str:
+    """A count as people read it: 1,234 / 56.7k / 4.24M / 1.20G."""
+    if n is None:
+        return MISSING
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
+
+
 def _mapping(d: dict[str, Any], sep: str) -> str:
     return ", ".join(f"{k}{sep}{v}" for k, v in d.items()) or MISSING
 
@@ -163,6 +173,9 @@ def _results_table(run: Run) -> list[Any]:
                 _fmt(lat.p50 if lat else None, ".3f"),
                 _fmt(lat.p90 if lat else None, ".3f"),
                 _ratio(ref_p50, lat.p50 if lat else None, digits=2),  # speed-ups near 1x need the 2nd digit
+                _count(r.weights),
+                _count(r.macs),
+                _ratio(r.macs, ref32.macs if ref32 else None, digits=2),
             ]
         )
     headers = [
@@ -178,6 +191,9 @@ def _results_table(run: Run) -> list[Any]:
         "p50 (ms)",
         "p90 (ms)",
         "speed-up",
+        "weights",
+        "MACs",
+        "MACs ratio",
     ]
     notes = []
     if ref_acc:
@@ -189,7 +205,17 @@ def _results_table(run: Run) -> list[Any]:
     notes.append(
         "max |Δ| compares each exported file's outputs with its Keras model's on test inputs; ✗ marks a tolerance miss."
     )
-    return [_Heading(2, "Results"), _Table(headers, rows, "llrrrrrrrrrr"), _Para(" ".join(notes)), *_files_to_keep(run)]
+    notes.append(
+        "weights counts the values in the weight tensors; MACs are the multiply-accumulates of one inference, "
+        "read from each exported file's conv, depthwise, fully-connected and batch-matmul operators (zeros "
+        f"included: only removed channels lower them); MACs ratio is the row's over {base}/float32's."
+    )
+    return [
+        _Heading(2, "Results"),
+        _Table(headers, rows, "llrrrrrrrrrrrrr"),
+        _Para(" ".join(notes)),
+        *_files_to_keep(run),
+    ]
 
 
 def _files_to_keep(run: Run) -> list[Any]:

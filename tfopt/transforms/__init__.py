@@ -78,6 +78,17 @@ class Transform(abc.ABC):
         self.context = context
         self.decisions: list[LayerDecision] = []
 
+    @classmethod
+    def check_model(cls, config: BaseModel, model: Any) -> None:
+        """Refuse, before any training, a model this technique cannot handle (default: accept).
+
+        The pipeline calls it on the baseline for each step up to the first that changes the architecture.
+
+        Raises:
+            TransformError: naming the layer and the fix.
+        """
+        return None
+
     @abc.abstractmethod
     def apply(self, model: Any) -> Any:
         """Return a model ready for fine-tuning (wrapped layers, masks, or a smaller model)."""
@@ -154,9 +165,9 @@ class Technique:
         others = ", ".join(n for n, t in TECHNIQUES.items() if backend in t.implementations) or "none"
         if backend == "keras3":
             raise TransformError(
-                f"Transform {self.name!r} cannot be applied to a Keras 3 model: tensorflow-model-optimization works "
-                f"with Keras 2 (tf_keras) models only. Transforms available for Keras 3: {others}. "
-                f"Received: transform={self.name!r}"
+                f"Transform {self.name!r} cannot be applied to a Keras 3 model yet: tfopt implements it for tf_keras "
+                f"(Keras 2) models only. Transforms available for Keras 3: {others}. Fix: build the model with "
+                f"tf_keras (tfopt._keras.keras()), or use one of those. Received: transform={self.name!r}"
             )
         where = "Keras 3 models only (e.g. model: {name: bert})" if have == "keras3" else f"{have} models only"
         raise TransformError(
@@ -197,7 +208,7 @@ def transform_class(name: str, backend: str) -> type[Transform]:
 
 
 def _register_builtins() -> None:
-    from tfopt.transforms import cluster, prune, qat, quantize  # noqa: F401
+    from tfopt.transforms import cluster, prune, prune_channels, qat, quantize  # noqa: F401
     from tfopt.transforms import cluster_keras3, prune_keras3  # noqa: F401  (Keras 3 backends)
 
 

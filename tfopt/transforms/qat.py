@@ -177,6 +177,11 @@ class QatKeras3(Qat):
     included), and the variant is a tfmot QAT model whose int8 ``.tflite`` is the file to deploy.
     """
 
+    @classmethod
+    def check_model(cls, config: Any, model: Any) -> None:
+        """A model without a tf_keras twin (subclassed, a custom layer) is refused before any training."""
+        to_tf_keras(model)
+
     def apply(self, model: Any) -> Any:
         sample = self.context.data.sample if self.context.data is not None else None
         twin = to_tf_keras(model, sample=sample)
