@@ -221,3 +221,13 @@ def test_distill_under_mirrored_on_two_logical_cpus(trained_small_cnn, digits) -
             ModelConfig.model_validate(STUDENT), tuple(digits.input_shape), digits.num_classes
         ).count_params()
     )
+
+
+def test_keras3_logits_distillation_computes_the_same_kl_term() -> None:
+    """The Keras 3 implementation's loss (keras.distillation.LogitsDistillation) is tfopt's T^2 * KL term."""
+    from tfopt._keras import keras3
+
+    k = keras3()
+    loss = k.distillation.LogitsDistillation(temperature=4.0, loss=k.losses.KLDivergence())  # as distill_keras3.py
+    got = loss.compute_loss(TEACHER_LOGITS, STUDENT_LOGITS)
+    np.testing.assert_allclose(float(got), _by_hand(4.0, 0.0).mean(), rtol=1e-4)

@@ -204,7 +204,7 @@ def transform_class(name: str, backend: str) -> type[Transform]:
 
 def _register_builtins() -> None:
     from tfopt.transforms import cluster, distill, prune, qat, quantize  # noqa: F401
-    from tfopt.transforms import cluster_keras3, prune_keras3  # noqa: F401  (Keras 3 backends)
+    from tfopt.transforms import cluster_keras3, distill_keras3, prune_keras3  # noqa: F401  (Keras 3 backends)
 
 
 _register_builtins()

@@ -36,10 +36,13 @@ and the student trains with dropout, but the teacher runs in inference mode, so 
 exact; it is not done yet (on the Fashion-MNIST pipeline it would save the teacher's forward pass,
 roughly a third of a teacher training epoch per student epoch).
 
-Keras 3 models: not implemented yet. ``keras.distillation.Distiller`` with ``LogitsDistillation``
-computes the same loss (``student_loss_weight`` is alpha, KL times T^2), but it distills the
-models' outputs as they are, so a softmax-ending model needs the same logits twins as here, and
-tfopt's registered students build tf_keras models; a Keras 3 teacher is refused before training.
+Keras 3 models (``distill_keras3.py``) train with ``keras.distillation.Distiller`` and
+``LogitsDistillation``, which compute the same loss (``student_loss_weight`` is alpha; KL times
+T^2) once given ``loss=keras.losses.KLDivergence()`` (its default string skips the softmax and
+T^2: see that file). It did not fit as it is in one more point: it distills the models' outputs as
+they are, so a softmax-ending model gets the same logits twin as here. The tf_keras distiller below is tfopt's
+own: keras.distillation is Keras 3 only. The student must be of the teacher's Keras (tfopt's
+registered CNNs build tf_keras models; a Keras 3 teacher takes a Keras 3 file as its student).
 """
 
 from __future__ import annotations
@@ -54,7 +57,6 @@ from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
 from tfopt.schema import ModelConfig, Strict
 from tfopt.transforms import Transform, technique
-from tfopt.transforms.common import require_tf_keras
 
 
 class DistillConfig(Strict):
@@ -88,14 +90,15 @@ def distillation_loss(
     return alpha * hard + (1.0 - alpha) * (temperature**2 if scale else 1.0) * kl
 
 
-def logits_twin(model: Any) -> tuple[Any, bool]:
+def logits_twin(model: Any, k: Any = None) -> tuple[Any, bool]:
     """A model computing ``model``'s logits: (twin, shares_layers).
 
     A separate final ``Softmax``/``Activation`` layer: a model on its input, sharing the layers.
     A final layer with a softmax activation: a clone whose last layer is linear, with the same
     weights (copy them back after training). Anything else already outputs logits: itself.
+    ``k``: the model's Keras module (default tf_keras).
     """
-    k = keras()
+    k = k or keras()
     last = model.layers[-1]
     if not outputs_probabilities(model):
         if isinstance(last, (k.layers.Softmax, k.layers.Activation)) and len(model.layers) > 1:
@@ -188,23 +191,38 @@ class Distill(Transform):
 
     backend = "tf_keras: tfopt distiller (KL x T^2 + hard-label CE, on logits)"
 
+    kind = "tf_keras"
+
     def apply(self, model: Any) -> Any:
-        require_tf_keras(model, self.name)
         c = self.config
         teacher = model if c.teacher is None else self._build(c.teacher, "teacher")
-        require_tf_keras(teacher, self.name)
+        self._require_kind(teacher, "teacher")
         student = self._build(c.student, "student")
+        self._require_kind(student, "student")
         _check_compatible(teacher, student)
         self._student = student
         self.decisions = self._decisions(teacher, student)
         if c.scratch:
-            self.backend = "tf_keras: the student trained from scratch on the labels (control)"
+            self.backend = f"{self.kind}: the student trained from scratch on the labels (control)"
             return student
-        teacher_logits, _ = logits_twin(teacher)
-        self._twin, self._shared = logits_twin(student)
-        distiller = _make_distiller(self._twin, teacher_logits, c.temperature, c.alpha)
+        k = self.context.backend.keras() if self.context.backend is not None else keras()
+        teacher_logits, _ = logits_twin(teacher, k)
+        self._twin, self._shared = logits_twin(student, k)
+        distiller = self._distiller(self._twin, teacher_logits)
         distiller(tf().zeros((1, *student.input_shape[1:])))  # built: Keras' BackupAndRestore needs it to resume
         return distiller
+
+    def _distiller(self, student_logits: Any, teacher_logits: Any) -> Any:
+        return _make_distiller(student_logits, teacher_logits, self.config.temperature, self.config.alpha)
+
+    def _require_kind(self, model: Any, role: str) -> None:
+        kind = backend_for(model).kind
+        if kind != self.kind:
+            raise TransformError(
+                f"distill: the {role} is a {kind} model, the step's model a {self.kind} one; the teacher and "
+                f"the student must be of one Keras. Fix: give a {self.kind} {role} "
+                f"(a model file: {role}: {{path: ...}}). Received: {role} kind={kind!r}"
+            )
 
     def compile(self, model: Any, optimizer: str, learning_rate: float) -> None:
         if self.config.scratch:
@@ -246,9 +264,4 @@ def _check_compatible(teacher: Any, student: Any) -> None:
             f"distill.student: model {student.name!r} (input {s_in}, {s_out} classes) does not fit teacher "
             f"{teacher.name!r} (input {t_in}, {t_out} classes). Fix: give a student with the teacher's input "
             f"shape and number of classes. Received: student input_shape={s_in}, classes={s_out}"
-        )
-    if backend_for(student).kind != backend_for(teacher).kind:
-        raise TransformError(
-            "distill.student: the student and the teacher are of different Kerases. Fix: use a tf_keras student. "
-            f"Received: student kind={backend_for(student).kind!r}"
         )
