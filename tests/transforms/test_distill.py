@@ -168,6 +168,7 @@ variants:
         ("{distill: {student: {name: small_cnn, params: {filter: 8}}}}", r"<string>:7: .*filter"),
         ("{distill: {student: {name: small_cnn, path: s.keras}}}", r"<string>:7: .*exactly one of 'name'"),
         ("{distill: {temperature: 2}}", r"<string>:7: .*student"),
+        ("{distill: {student: {name: small_cnn}, teacher: {name: small_cnn}}}", r"<string>:7: .*trained model file"),
     ],
 )
 def test_bad_parameters_refused_at_load_with_the_line(step, match) -> None:

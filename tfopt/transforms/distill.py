@@ -34,17 +34,16 @@ same student, the same initial weights (the student is built after the same seed
 recipe and the same later steps, trained on the hard labels only, so the report shows whether
 distillation helped.
 
-The teacher's outputs are computed at every step, not cached: tfopt's fit shuffles each epoch
-and the student trains with dropout, but the teacher runs in inference mode, so caching would be
-exact; it is not done yet (on the Fashion-MNIST pipeline it would save the teacher's forward pass,
-roughly a third of a teacher training epoch per student epoch).
+The teacher's outputs are computed at every training step, not cached. The teacher runs in
+inference mode and tfopt's data has no augmentation, so computing them once would give the same
+numbers and save one teacher forward pass per training example and epoch; not done yet.
 
 Keras 3 models (``distill_keras3.py``) train with ``keras.distillation.Distiller`` and
 ``LogitsDistillation``, which compute the same loss (``student_loss_weight`` is alpha; KL times
 T^2) once given ``loss=keras.losses.KLDivergence()`` (its default string skips the softmax and
-T^2: see that file). It did not fit as it is in one more point: it distills the models' outputs as
-they are, so a softmax-ending model gets the same logits twin as here. The tf_keras distiller below is tfopt's
-own: keras.distillation is Keras 3 only. The student must be of the teacher's Keras (tfopt's
+T^2: see that file). It did not fit as it is in one more point: it distills the models' outputs
+as they are, so a softmax-ending model gets the same logits twin as here. The tf_keras distiller
+below is tfopt's own: keras.distillation is Keras 3 only. The student must be of the teacher's Keras (tfopt's
 registered CNNs build tf_keras models; a Keras 3 teacher takes a Keras 3 file as its student).
 """
 
@@ -52,7 +51,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tfopt._keras import keras, tf
 from tfopt.backends import backend_for, outputs_probabilities
@@ -70,6 +69,16 @@ class DistillConfig(Strict):
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the hard-label loss; 1 - alpha goes to the teacher")
     teacher: Optional[ModelConfig] = Field(None, description="a model file {path}; default: the step's input model")
     scratch: bool = Field(False, description="internal: the control, the student trained on hard labels only")
+
+    @field_validator("teacher")
+    @classmethod
+    def _trained_teacher(cls, v: Optional[ModelConfig]) -> Optional[ModelConfig]:
+        if v is not None and v.path is None:
+            raise ValueError(
+                "a teacher is a trained model file, {path: ...}; a registered name would be untrained. "
+                "Fix: leave teacher out to distill the step's model (the trained baseline)"
+            )
+        return v
 
 
 def distillation_loss(
