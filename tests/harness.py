@@ -79,14 +79,33 @@ def _take_twin(f: Any, keras_stats: list, exact: bool) -> Any:
     return None
 
 
-def check_technique(name: str, technique: Any, backend: str, model: Any, splits: Any, folder: Path) -> Any:
-    """Apply the technique's example step with the pipeline's step loop, export and read the files back."""
-    config = check_config_round_trip(technique.Config, technique.example)
+def technique_example(name: str, technique: Any, backend: str, splits: Any, folder: Path) -> dict:
+    """The technique's example params for a model of ``backend``: its registered ``example``, except where
+    that names a model of the other Keras (distill's registered student is a tf_keras CNN: a Keras 3
+    teacher gets a Keras 3 student file, written here)."""
+    if name == "distill" and backend == "keras3":
+        from tfopt._keras import keras3
+
+        k = keras3()
+        inputs = k.Input(splits.input_shape)
+        x = k.layers.Dense(16, activation="relu", name="dense1")(k.layers.Flatten()(inputs))
+        student = k.Model(inputs, k.layers.Dense(splits.num_classes, activation="softmax", name="classifier")(x))
+        student.save(folder / "student_k3.keras")
+        return {**technique.example, "student": {"path": str(folder / "student_k3.keras")}}
+    return dict(technique.example)
+
+
+def check_technique(
+    name: str, technique: Any, backend: str, model: Any, splits: Any, folder: Path, params: Any = None
+) -> Any:
+    """Apply the technique's example step (or ``params``) with the pipeline's step loop, export, read the files back."""
+    params = technique.example if params is None else params
+    config = check_config_round_trip(technique.Config, params)
     before = [np.array(w.numpy()) for w in model.weights]
     epochs = 1 if technique.needs_finetune else 0
     applied = apply_steps(
         model,
-        [{name: technique.example}],
+        [{name: params}],
         splits,
         Recipe(epochs=epochs, batch_size=32, learning_rate=5e-4),
         log=lambda _: None,

@@ -28,6 +28,7 @@ from harness import (
     check_technique,
     dataset_fixture,
     smaller,
+    technique_example,
 )
 
 TECHNIQUE_BACKENDS = [(name, backend) for name, t in TECHNIQUES.items() for backend in t.backends]
@@ -54,7 +55,8 @@ def keras3_mlp(digits):
 @pytest.mark.parametrize("name,backend", TECHNIQUE_BACKENDS, ids=[f"{n}-{b}" for n, b in TECHNIQUE_BACKENDS])
 def test_technique(name, backend, trained_small_cnn, keras3_mlp, digits, tmp_path) -> None:
     model = {"tf_keras": trained_small_cnn, "keras3": keras3_mlp}[backend]
-    check_technique(name, TECHNIQUES.get(name), backend, model, digits, tmp_path)
+    params = technique_example(name, TECHNIQUES.get(name), backend, digits, tmp_path)
+    check_technique(name, TECHNIQUES.get(name), backend, model, digits, tmp_path, params)
 
 
 MODEL_PARAMS = [

@@ -210,6 +210,15 @@ def check_references(cfg: PipelineConfig, source: str = "<config>", lines: Optio
             msg = format_validation_error(e, source, lines, cls, prefix, owner=owner, known=known)
             raise ConfigError(msg) from None
 
+    def check_step_models(params: BaseModel, where: tuple) -> None:
+        # A step parameter that names a registered model (distill's student) is checked as `model` is.
+        for key, value in params:
+            if isinstance(value, ModelConfig) and value.name is not None:
+                if value.name not in models.MODELS:
+                    fail(where + (key, "name"), models.MODELS.unknown_message(value.name))
+                entry = models.MODELS.entry(value.name)
+                check_options(entry, value.params, where + (key, "params"), f"model {value.name!r}")
+
     for i, spec in enumerate(cfg.export):
         if spec.format not in EXPORTERS:
             fail(("export", i), EXPORTERS.unknown_message(spec.format))
@@ -239,6 +248,7 @@ def check_references(cfg: PipelineConfig, source: str = "<config>", lines: Optio
             except ValidationError as e:
                 where = ("variants", vname, i, spec.name)
                 raise ConfigError(format_validation_error(e, source, lines, technique.Config, where)) from None
+            check_step_models(technique.Config.model_validate(spec.params), ("variants", vname, i, spec.name))
             try:  # collaborative chains: a step may refuse to follow some others (e.g. nothing after qat)
                 technique.check_previous(tuple(s.name for s in variant.transforms[:i]))
             except ValueError as e:

@@ -241,3 +241,40 @@ def test_render_never_imports_tensorflow(run_json: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_teacher_scratch_and_distilled_rows_side_by_side(tmp_path: Path) -> None:
+    run = _synthetic_run({"pruned": "student"})
+    scratch = [
+        replace(r, variant="student_scratch", accuracy=r.accuracy - 0.02) for r in run.results if r.variant == "student"
+    ]
+    steps = [
+        TransformReport(
+            v, "distill", {"student": {"name": "small_cnn"}, "scratch": s}, "tf_keras", [LayerDecision("c", True)]
+        )
+        for v, s in (("student", False), ("student_scratch", True))
+    ]
+    run = replace(run, results=[*run.results, *scratch], transforms=[*run.transforms, *steps])
+    md = (render(run, tmp_path)["markdown"]).read_text(encoding="utf-8")
+    section = md.split("## Distillation", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [c.strip() for c in line.strip("|").split(" | ")]
+        for line in section.splitlines()
+        if line.startswith("| student")
+    ]
+    assert [(r[1], r[2]) for r in rows[:3]] == [
+        ("keras", "teacher (baseline)"),
+        ("keras", "scratch student (student_scratch)"),
+        ("keras", "distilled student (student)"),
+    ]
+    assert len(rows) == 9  # keras, float32, int8 x teacher, scratch, distilled
+    int8 = {r[2]: r for r in rows if r[1] == "int8"}
+    assert (
+        int8["distilled student (student)"][4] == "93.80%" and int8["scratch student (student_scratch)"][4] == "91.80%"
+    )
+    assert int8["teacher (baseline)"][3] == "6,000"  # kernel weights: the synthetic keras row's layer sizes summed
+
+
+def test_no_distillation_section_without_a_distilled_variant(tmp_path: Path) -> None:
+    md = (render(_synthetic_run(), tmp_path)["markdown"]).read_text(encoding="utf-8")
+    assert "## Distillation" not in md

@@ -13,17 +13,29 @@ file of one model, ``Outputs`` (outputs.py) writes a run's folders atomically.
 from tfopt.pipeline.evaluation import Evaluation, accuracy, export_and_evaluate
 from tfopt.pipeline.outputs import Outputs, Stages, storage_failure
 from tfopt.pipeline.run import run
-from tfopt.pipeline.steps import Applied, Recipe, apply_steps, as_specs, check_variants
+from tfopt.pipeline.steps import (
+    CONTROL_SUFFIX,
+    Applied,
+    Recipe,
+    add_controls,
+    apply_steps,
+    as_specs,
+    check_step_models,
+    check_variants,
+)
 
 __all__ = [
+    "CONTROL_SUFFIX",
     "Applied",
     "Evaluation",
     "Outputs",
     "Recipe",
     "Stages",
     "accuracy",
+    "add_controls",
     "apply_steps",
     "as_specs",
+    "check_step_models",
     "check_variants",
     "export_and_evaluate",
     "run",

@@ -20,7 +20,7 @@ from tfopt.errors import TfoptError, ValidationError
 from tfopt.io import atomic_write_text
 from tfopt.pipeline.evaluation import Evaluation, export_and_evaluate
 from tfopt.pipeline.outputs import Outputs, Stages, storage_failure
-from tfopt.pipeline.steps import Recipe, apply_steps, check_variants
+from tfopt.pipeline.steps import Recipe, add_controls, apply_steps, check_step_models, check_variants
 from tfopt.report import render
 from tfopt.results import DatasetInfo, Run, Training, TransformReport
 from tfopt.schema import PipelineConfig, VariantConfig
@@ -51,6 +51,7 @@ def run(cfg: PipelineConfig, root: str | Path = ".", log: Log = print, force: bo
             ValidationError after writing the report when an exported file differs from its
             Keras model by more than the tolerance.
     """
+    cfg = cfg.model_copy(update={"variants": add_controls(cfg.variants)})  # <variant>_scratch beside each distill
     check_variants(cfg.variants, cfg.train.precision)  # a config problem: refused before anything is touched
     chief = is_chief(cfg.train)
     final = Outputs(Path(root), cfg.name)
@@ -93,6 +94,7 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Log, ckpt: RunCheckpoints, chie
     keras().utils.set_random_seed(cfg.seed)
     with stage("data"):
         splits = _load_data(cfg, out, log)
+        check_step_models(cfg.variants, splits)  # a student file that does not fit: refused before training
     strategy = resolve_strategy(cfg.train, log=log)
     batch = global_batch_size(cfg.train.batch_size, cfg.train.batch_size_per, strategy)
     if ckpt.exists:

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
-from tfopt._keras import tf
+from tfopt import models
+from tfopt._keras import keras, tf
 from tfopt.backends import Backend, backend_for
 from tfopt.data import num_examples, take
-from tfopt.errors import ConfigError, TransformError
+from tfopt.errors import ConfigError, ModelError, TransformError
 from tfopt.results import Training, TransformReport
-from tfopt.schema import TransformSpec, VariantConfig
+from tfopt.schema import ModelConfig, TransformSpec, VariantConfig
 from tfopt.train import fit
 from tfopt.train.checkpoint import RunCheckpoints, fingerprint
 from tfopt.transforms import TECHNIQUES, Context, DataSpec
@@ -160,7 +161,15 @@ class _StepRunner:
             previous=tuple(s.name for s in previous),
             backend=self.backend,
             data=DataSpec(tuple(self.splits.input_shape), self.splits.num_classes, take(x_train, slice(0, _SAMPLE))),
+            build_model=self._build_model,
         )
+
+    def _build_model(self, cfg: ModelConfig) -> Any:
+        """A model a step names (distill's student), built for the data after seeding as the run is: a
+        variant and its control start from the same weights."""
+        keras().utils.set_random_seed(self.recipe.seed)
+        with self.strategy.scope():
+            return models.build(cfg, tuple(self.splits.input_shape), self.splits.num_classes)
 
 
 def _restore(ckpt: RunCheckpoints, keys: list[str], fps: list[str], safe_mode: bool) -> tuple[int, Optional[Applied]]:
@@ -212,3 +221,57 @@ def _steps(variants: dict[str, VariantConfig]) -> Iterable[tuple[str, TransformS
     for vname, variant in variants.items():
         for spec in variant.transforms:
             yield vname, spec
+
+
+CONTROL_SUFFIX = "_scratch"
+
+
+def add_controls(variants: dict[str, VariantConfig]) -> dict[str, VariantConfig]:
+    """The variants, each one with a step that needs a control followed by its control ``<variant>_scratch``.
+
+    The control is the same variant with each such step replaced by the params its technique's
+    ``control`` returns (distill: the same student trained from scratch on the labels), so it has
+    the same recipe, data, later steps and export formats. Calling it again changes nothing.
+
+    Raises:
+        ConfigError: the user's own variant already has the control's name.
+    """
+    out: dict[str, VariantConfig] = {}
+    for vname, variant in variants.items():
+        out[vname] = variant
+        steps = [_control_step(s) for s in variant.transforms]
+        if steps == list(variant.transforms):
+            continue
+        name, control = vname + CONTROL_SUFFIX, variant.model_copy(update={"transforms": steps})
+        if name in variants and variants[name] != control:
+            raise ConfigError(
+                f"variant {name!r}: the name is taken by the control tfopt adds for variant {vname!r} "
+                f"(the same student trained from scratch). Fix: rename variant {name!r}. Received: variant={name!r}"
+            )
+        out[name] = control
+    return out
+
+
+def _control_step(spec: TransformSpec) -> TransformSpec:
+    tech = TECHNIQUES.get(spec.name) if spec.name in TECHNIQUES else None
+    if tech is None or tech.control is None:
+        return spec
+    return TransformSpec(name=spec.name, params=tech.control(dict(spec.params)))
+
+
+def check_step_models(variants: dict[str, VariantConfig], splits: Any) -> None:
+    """Load every model file a step names (distill's student or teacher) and check it fits the data.
+
+    Called before any training, so a student of the wrong input shape or class count is refused
+    in one line, not after the baseline has trained. Registered models are built for the data.
+
+    Raises:
+        ModelError: a file is missing, unsafe, or does not fit the data (names variant and step).
+    """
+    for vname, spec in _steps(variants):
+        for key, value in TECHNIQUES.get(spec.name).Config.model_validate(spec.params):
+            if isinstance(value, ModelConfig) and value.path is not None:
+                try:
+                    models.build(value, tuple(splits.input_shape), splits.num_classes)
+                except ModelError as e:
+                    raise ModelError(f"variant {vname!r}: {spec.name}.{key}: {e}") from None

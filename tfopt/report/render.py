@@ -234,6 +234,47 @@ def _files_to_keep(run: Run) -> list[Any]:
     ]
 
 
+def _distilled(run: Run) -> list[tuple[str, str]]:
+    """(distilled variant, its scratch control) pairs: the variants with a distill step and their controls."""
+    steps = [(t.variant, t.params.get("scratch")) for t in run.transforms if t.transform == "distill"]
+    variants = {r.variant for r in run.results}
+    distilled = dict.fromkeys(v for v, scratch in steps if not scratch)
+    return [(v, f"{v}_scratch") for v in distilled if v in variants and f"{v}_scratch" in variants]
+
+
+def _distillation(run: Run) -> list[Any]:
+    """Teacher, scratch student and distilled student side by side, format by format."""
+    pairs = _distilled(run)
+    if not pairs:
+        return []
+    base, rows = _baseline_variant(run), []
+    for variant, scratch in pairs:
+        for fmt in dict.fromkeys(r.format for r in run.results if r.variant == variant):
+            for role, v in (("teacher", base), ("scratch student", scratch), ("distilled student", variant)):
+                r, keras = _find(run, v, fmt), _find(run, v, "keras")
+                if r is None:
+                    continue
+                weights = sum(s.size for s in keras.layers) if keras and keras.layers else None
+                rows.append(
+                    [
+                        variant,
+                        fmt,
+                        f"{role} ({v})",
+                        f"{weights:,}" if weights else MISSING,
+                        _pct(r.accuracy),
+                        _kib(r.size_bytes),
+                        _kib(r.gzip_bytes),
+                        _fmt(r.latency_ms.p50 if r.latency_ms else None, ".3f"),
+                    ]
+                )
+    headers = ["variant", "format", "model", "kernel weights", "accuracy", "size (KiB)", "gzip (KiB)", "p50 (ms)"]
+    note = (
+        "The scratch student is the same student, from the same initial weights, trained with the same recipe and "
+        "later steps on the labels only: distillation helped where the distilled row beats it."
+    )
+    return [_Heading(2, "Distillation"), _Table(headers, rows, "lllrrrrr"), _Para(note)]
+
+
 def _not_exported(run: Run) -> list[Any]:
     """Formats the converter could not produce for a variant, with its reason (the run went on)."""
     missing = getattr(run, "not_exported", None) or []
@@ -495,6 +536,7 @@ def build_blocks(run: Run) -> list[Any]:
     return (
         _header(run)
         + _results_table(run)
+        + _distillation(run)
         + _not_exported(run)
         + _quantizer(run)
         + _plots(run)

@@ -11,7 +11,7 @@ For each step of a variant, in order, ``tfopt.pipeline.apply_steps`` calls ``app
 strategy scope, ``compile`` (a technique that owns its loss, such as distillation, overrides it),
 fine-tunes with ``callbacks()``, then ``strip`` leaves a plain Keras model for the next step or for
 export; ``describe()`` says per layer what was done or skipped and why. ``apply`` may return a
-model of another shape (structured pruning). A step sees the steps before it in
+model of another shape (structured pruning, distillation's student). A step sees the steps before it in
 ``Context.previous``, so a later technique can preserve what an earlier one achieved
 (collaborative optimization: sparsity-preserving clustering, PQAT, CQAT, PCQAT).
 
@@ -55,6 +55,9 @@ class Context:
     previous: tuple[str, ...] = ()  # transforms applied (and stripped) before this one, in order
     backend: Any = None  # the model's tfopt.backends.Backend
     data: Optional[DataSpec] = None
+    # Builds a model the step names (a ``tfopt.schema.ModelConfig``: registered builder or user file) for the
+    # data, seeded as the run is, inside the strategy scope; given by the pipeline (transforms sit below models).
+    build_model: Optional[Callable[[Any], Any]] = None
 
     @property
     def total_steps(self) -> int:
@@ -135,6 +138,9 @@ class Technique:
     changes_architecture: bool = False  # ``apply`` returns a model of another shape (e.g. structured pruning)
     precisions: tuple[str, ...] = ("float32",)  # training precisions it supports (measured, see its file)
     example: dict = field(default_factory=dict, compare=False)  # typical params: docs and the tests' shared battery
+    # A technique whose effect needs a control (distillation: the same student from scratch) returns the
+    # params of the control step; the pipeline then adds ``<variant>_scratch`` with that step in its place.
+    control: Optional[Callable[[dict], dict]] = field(default=None, compare=False)
     implementations: dict[str, type[Transform]] = field(default_factory=dict, compare=False)
 
     def check_previous(self, previous: tuple[str, ...]) -> None:
@@ -208,8 +214,8 @@ def transform_class(name: str, backend: str) -> type[Transform]:
 
 
 def _register_builtins() -> None:
-    from tfopt.transforms import cluster, prune, prune_channels, qat, quantize  # noqa: F401
-    from tfopt.transforms import cluster_keras3, prune_keras3  # noqa: F401  (Keras 3 backends)
+    from tfopt.transforms import cluster, distill, prune, prune_channels, qat, quantize  # noqa: F401
+    from tfopt.transforms import cluster_keras3, distill_keras3, prune_keras3  # noqa: F401  (Keras 3 backends)
 
 
 _register_builtins()
