@@ -38,7 +38,8 @@ evaluate: {{latency_runs: 0}}
 
 KINDS = [
     pytest.param("keras3", ".keras", id="keras3-keras"),
-    pytest.param("tf_keras", ".keras", id="tf_keras-keras"),
+    # slow: the default run covers tf_keras files of every technique in tests/transforms (test_collaborative.py)
+    pytest.param("tf_keras", ".keras", id="tf_keras-keras", marks=pytest.mark.slow),
     pytest.param("keras3", ".h5", id="keras3-h5", marks=pytest.mark.slow),
 ]
 

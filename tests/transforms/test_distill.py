@@ -203,7 +203,12 @@ def test_student_of_another_shape_than_the_teacher_refused(trained_small_cnn, di
 
 def test_distill_under_mirrored_on_two_logical_cpus(trained_small_cnn, digits) -> None:
     assert len(tf().config.list_logical_devices("CPU")) == 2, "tests/conftest.py splits the CPU in two"
-    strategy = tf().distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # Reduced on one device, not by collectives: run after tests/train/test_mirrored.py in the same process, a
+    # collective MirroredStrategy on the same two CPUs fails with "Shape mismatch in the collective instance 100"
+    # (state left by the earlier strategies; not traced further). Alone, this test passes with collectives too.
+    strategy = tf().distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf().distribute.ReductionToOneDevice()
+    )
     with strategy.scope():
         teacher = backend_for(trained_small_cnn).clone(trained_small_cnn)
     applied = pipeline.apply_steps(
