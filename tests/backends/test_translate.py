@@ -97,3 +97,18 @@ def test_a_keras3_argument_tf_keras_lacks_is_named(rng) -> None:
     model = k.Model(inputs, k.layers.LayerNormalization(rms_scaling=True, name="rms")(inputs))
     with pytest.raises(TransformError, match=r"layer 'rms' \(LayerNormalization\): its argument rms_scaling=True"):
         to_tf_keras(model)
+
+
+def test_pqat_of_a_keras3_model_starting_with_preprocessing_layers_runs(digits) -> None:
+    """tfmot's prune-preserving registry calls Rescaling supported and then fails on it; tfopt keeps it in float."""
+    from tfopt._keras import keras3
+    from tfopt.pipeline import Recipe, apply_steps
+
+    k = keras3()
+    k.utils.set_random_seed(0)
+    model = _every_layer(k)
+    steps = [{"prune": {"final_sparsity": 0.5, "schedule": "constant"}}, "qat"]
+    applied = apply_steps(model, steps, digits, Recipe(epochs=1, batch_size=64, learning_rate=1e-3), log=lambda _: None)
+    qat = {d.layer: d for d in applied.reports[-1].layers}
+    assert "PQAT" in applied.reports[-1].backend and qat["conv"].applied and not qat["rescaling"].applied
+    assert backend_for(applied.model).kind == "tf_keras" and applied.backend.kind == "tf_keras"

@@ -221,33 +221,58 @@ def test_a_file_of_an_unknown_keras_version_is_named(keras3_files, tmp_path) -> 
         load_model_file(path)
 
 
-def test_depthwise_and_separable_convs_of_a_keras3_model_are_pruned_in_the_file(digits, tmp_path) -> None:
-    """DepthwiseConv2D and SeparableConv2D keep their kernels as plain variables in Keras 3: pruned through
-    the masks, and the sparsity is read back from the DEPTHWISE_CONV_2D / CONV_2D weights of the file."""
+def test_depthwise_separable_transposed_and_custom_kernels_of_a_keras3_model_are_pruned_and_clustered(
+    digits, tmp_path
+) -> None:
+    """Kernels Keras 3 keeps as plain variables (DepthwiseConv2D, SeparableConv2D, Conv2DTranspose, a user's
+    own layer): pruned through masks assigned in place, clustered through a property that shadows the
+    attribute; sparsity and unique values read back from the exported file."""
     from tfopt._keras import keras3
     from tfopt.pipeline import Recipe, apply_steps, export_and_evaluate
     from tfopt.schema import EvaluateConfig, ExportSpec
 
     k = keras3()
+
+    @k.saving.register_keras_serializable(package="tfopt_tests")
+    class MyDense(k.layers.Layer):
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units = units
+
+        def build(self, shape):
+            self.kernel = self.add_weight(shape=(shape[-1], self.units), name="kernel")
+
+        def call(self, x):
+            return k.ops.matmul(x, self.kernel)
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
     k.utils.set_random_seed(0)
     inputs = k.Input(digits.input_shape)
     x = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(inputs)
     x = k.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(x)
     x = k.layers.SeparableConv2D(16, 3, padding="same", activation="relu", name="sep")(x)
-    x = k.layers.GlobalAveragePooling2D()(x)
+    x = k.layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu", name="deconv")(x)
+    x = MyDense(16, name="mine")(k.layers.GlobalAveragePooling2D()(x))
     model = k.Model(inputs, k.layers.Dense(digits.num_classes, activation="softmax", name="classifier")(x))
     model.compile(optimizer=k.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(digits.x_train, digits.y_train, epochs=4, batch_size=32, verbose=0)
+    model.fit(digits.x_train, digits.y_train, epochs=3, batch_size=32, verbose=0)
 
-    steps = [{"prune": {"final_sparsity": 0.5, "schedule": "constant"}}]
+    steps = [{"prune": {"final_sparsity": 0.5, "schedule": "constant"}}, {"cluster": {"number_of_clusters": 8}}]
     applied = apply_steps(model, steps, digits, Recipe(epochs=1, batch_size=32, learning_rate=5e-4), log=lambda _: None)
-    assert {d.layer: d.applied for d in applied.reports[0].layers} == {
-        n: True for n in ("conv1", "dw", "sep", "classifier")
-    }
+    names = ("conv1", "dw", "sep", "deconv", "mine", "classifier")
+    for report in applied.reports:
+        assert {d.layer: d.applied for d in report.layers} == dict.fromkeys(names, True), report.layers
     formats = [ExportSpec(format="float32")]
     quiet = EvaluateConfig(latency_runs=0)
     evaluation = export_and_evaluate(applied.model, "dw", formats, digits, tmp_path, evaluate=quiet, log=lambda _: None)
     (f32,) = [r for r in evaluation.results if r.format == "float32"]
-    assert len(f32.layers) == 5, f32.layers  # conv1, the depthwise, the separable's depthwise and pointwise, classifier
-    assert all(abs(s.sparsity - 0.5) <= 0.02 for s in f32.layers), f32.layers
+    # conv1, the depthwise, the separable's depthwise and pointwise, the transposed conv, mine, classifier
+    assert len(f32.layers) == 7, f32.layers
+    # A separable conv's depthwise kernel is pruned but not clustered (tfmot clusters the pointwise one): the
+    # cluster step fine-tunes it unmasked, as it does every layer it does not cluster.
+    kept = [s for s in f32.layers if not s.name.endswith("separable_conv2d/depthwise")]
+    assert len(kept) == 6 and all(abs(s.sparsity - 0.5) <= 0.02 for s in kept), f32.layers
+    assert all(s.unique_values <= 8 for s in kept), f32.layers  # 8 clusters, zero one of them
     assert f32.max_abs_diff <= 1e-4

@@ -112,27 +112,53 @@ def check_layer_types(step: str, config: Any, model: Any) -> None:
 
 
 def weight_attribute(layer: Any) -> Optional[str]:
-    """The weight a technique may change: Dense/EinsumDense/Conv ``kernel``, Embedding ``embeddings``.
+    """The weight matrix a technique may change (one per layer), or None.
 
-    Only layers whose class exposes the weight as a property over a stored ``_kernel`` /
-    ``_embeddings`` variable are taken (Keras' Dense, EinsumDense, Embedding and subclasses such
-    as keras-hub's ReversibleEmbedding): their ``call`` reads the weight through that property,
-    which clustering relies on. Other layers holding matrices (keras-hub's PositionEmbedding) are
-    reported as skipped, as tfmot skips layers it does not know.
+    First a weight the class exposes as a property over a stored ``_kernel`` / ``_embeddings``
+    (Keras' Dense, EinsumDense, Conv1D/2D, Embedding, and subclasses such as keras-hub's
+    ReversibleEmbedding); else a ``kernel`` / ``embeddings`` / ``pointwise_kernel`` the layer holds
+    as a plain variable attribute (DepthwiseConv2D, Conv2DTranspose, a user's own layer;
+    SeparableConv2D's pointwise kernel, the one tfmot clusters). Either way the layer's ``call``
+    reads it through the attribute, which clustering relies on. Other matrices (keras-hub's
+    PositionEmbedding) are reported as skipped, as tfmot skips layers it does not know.
     """
+    if getattr(layer, "quantization_mode", None) is not None:
+        return None
     for attr in ("kernel", "embeddings"):
         if (
             isinstance(inspect.getattr_static(type(layer), attr, None), property)
             and getattr(layer, "_" + attr, None) is not None
         ):
-            if getattr(layer, "quantization_mode", None) is None:
-                return attr
+            return attr
+    for attr in _PLAIN:
+        if _is_matrix(layer.__dict__.get(attr)):
+            return attr
     return None
 
 
+_PLAIN = ("pointwise_kernel", "kernel", "embeddings")  # in this order: a separable conv's pointwise kernel
+
+
+def _is_matrix(value: Any) -> bool:
+    return isinstance(value, keras3().Variable) and len(value.shape) >= 2
+
+
 def stored_variable(layer: Any, attr: str) -> Any:
-    """The variable behind ``layer.kernel`` / ``layer.embeddings`` (Keras 3 keeps it as ``_kernel``...)."""
-    return getattr(layer, "_" + attr)
+    """The variable behind ``layer.kernel`` / ``layer.embeddings``: Keras' ``_kernel``..., or the plain attribute."""
+    stored = layer.__dict__.get("_" + attr)
+    return stored if stored is not None else layer.__dict__[attr]
+
+
+def kernel_variables(layer: Any) -> list[Any]:
+    """Every weight matrix of ``layer`` that pruning may mask in place: its ``weight_attribute``, and the
+    other plain kernels of a depthwise or separable conv."""
+    attr = weight_attribute(layer)
+    found = [stored_variable(layer, attr)] if attr else []
+    for name in ("depthwise_kernel", "kernel", "pointwise_kernel"):
+        value = layer.__dict__.get(name)
+        if _is_matrix(value) and all(value is not f for f in found):
+            found.append(value)
+    return found
 
 
 def weight_stats(model: Any) -> list[LayerStats]:

@@ -14,11 +14,13 @@ mathematics as tfmot's ``ClusterWeights``:
 - after a ``prune`` step (or with ``preserve_sparsity``) the zero centroid is pinned at zero and
   weights that start in it stay zero, so sparsity survives clustering.
 
-Mechanism: keras-hub nests its layers, so instead of wrapping them, each selected Dense /
-EinsumDense / Embedding layer's ``kernel`` / ``embeddings`` property (which its ``call`` reads)
-is overridden to return the clustered weight, and the centroids are added to the layer as
-trainable weights. ``strip`` writes the clustered values into a fresh copy of the model built
-from its config: a plain Keras 3 model with at most ``number_of_clusters`` values per matrix.
+Mechanism: keras-hub nests its layers, so instead of wrapping them, each selected layer's
+``kernel`` / ``embeddings`` / ``pointwise_kernel`` attribute (which its ``call`` reads: a property
+in Dense, EinsumDense, Conv1D/2D and Embedding, a plain variable in DepthwiseConv2D,
+Conv2DTranspose, SeparableConv2D and users' own layers) is shadowed by a property of a subclass
+that returns the clustered weight, and the centroids are added to the layer as trainable weights.
+``strip`` writes the clustered values into a fresh copy of the model built from its config: a plain
+Keras 3 model with at most ``number_of_clusters`` values per matrix.
 """
 
 from __future__ import annotations
@@ -84,15 +86,31 @@ def _clustered_class(cls: type, attr: str) -> type:
     """``cls`` with its ``attr`` property returning the clustered weight when the layer has clusters."""
     key = (cls, attr)
     if key not in _CLASSES:
-        plain = inspect.getattr_static(cls, attr)
+        own = inspect.getattr_static(cls, attr, None)
+        if isinstance(own, property):  # Dense, Conv2D, Embedding: a property over ``_kernel``
+
+            def read(self: Any) -> Any:
+                return own.fget(self)
+
+            def write(self: Any, value: Any) -> None:
+                raise AttributeError(attr)
+        else:  # a plain attribute (DepthwiseConv2D, Conv2DTranspose, custom layers): a class property shadows it
+
+            def read(self: Any) -> Any:
+                return self.__dict__[attr]
+
+            def write(self: Any, value: Any) -> None:
+                self.__dict__[attr] = value
 
         def getter(self: Any) -> Any:
-            value = plain.fget(self)
+            value = read(self)
             state = self.__dict__.get("_tfopt_clusters")
             return value if state is None else state.clustered(value)
 
         _CLASSES[key] = type(
-            cls.__name__, (cls,), {attr: property(getter), "__module__": cls.__module__, "_tfopt_plain_class": cls}
+            cls.__name__,
+            (cls,),
+            {attr: property(getter, write), "__module__": cls.__module__, "_tfopt_plain_class": cls},
         )
     return _CLASSES[key]
 
@@ -128,7 +146,7 @@ class ClusterKeras3(Cluster):
                 selected, reason = (
                     False,
                     f"no kernel to cluster ({type(layer).__name__}: "
-                    "not a Dense, EinsumDense, Conv1D/Conv2D or Embedding)",
+                    "no weight matrix in a kernel, pointwise_kernel or embeddings attribute)",
                 )
             if selected:
                 var = stored_variable(layer, attr)

@@ -29,8 +29,8 @@ from tfopt.backends.keras3 import (
     check_layer_types,
     layer_path,
     matrix_layers,
+    kernel_variables,
     select,
-    stored_variable,
     weight_attribute,
 )
 from tfopt.results import LayerDecision
@@ -74,19 +74,6 @@ def m_by_n_mask(values: np.ndarray, m: int, n: int, axes: tuple[int, ...]) -> np
     return np.transpose(keep.reshape(moved.shape), np.argsort(other + list(axes))).astype(np.float32)
 
 
-def depthwise_variables(layer: Any) -> list[Any]:
-    """The kernels of a depthwise or separable conv (Keras 3 keeps them as plain variables, read in ``call``).
-
-    Masks are assigned to the variables themselves, so pruning needs no property to go through;
-    clustering does (it replaces the weight the layer reads), so these layers are pruned only.
-    """
-    L = keras3().layers
-    if not isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D, L.SeparableConv1D, L.SeparableConv2D)):
-        return []
-    names = ("kernel", "depthwise_kernel", "pointwise_kernel")
-    return [v for v in (getattr(layer, n, None) for n in names) if v is not None and len(v.shape) >= 2]
-
-
 def contracted_axes(layer: Any, attr: str) -> Optional[tuple[int, ...]]:
     """The kernel axes summed over with the input (where M:N groups run), or None for tables."""
     L = keras3().layers
@@ -117,13 +104,13 @@ class PruneKeras3(Prune):
         self.decisions = []
         for layer in matrix_layers(model):
             path, attr = layer_path(layer), weight_attribute(layer)
-            variables = [stored_variable(layer, attr)] if attr else depthwise_variables(layer)
+            variables = kernel_variables(layer)
             selected, reason = select(c, layer)
             if selected and not variables:
                 selected, reason = (
                     False,
                     f"no prunable kernel ({type(layer).__name__}: "
-                    "not a Dense, EinsumDense, Conv1D/Conv2D, depthwise/separable conv or Embedding)",
+                    "no weight matrix in a kernel, depthwise_kernel, pointwise_kernel or embeddings attribute)",
                 )
             axes = contracted_axes(layer, attr) if attr else None
             if selected and c.m_by_n and axes is None:

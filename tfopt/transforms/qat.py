@@ -50,13 +50,37 @@ def quantize_scheme(previous: tuple[str, ...]) -> tuple[str, Any]:
     if clustered:
         cls = importlib.import_module(_CLUSTER_PRESERVE).Default8BitClusterPreserveQuantizeScheme
         if pruned:
-            return "PCQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=True)", cls(
-                preserve_sparsity=True
+            return "PCQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=True)", _strict(
+                cls(preserve_sparsity=True)
             )
-        return "CQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=False)", cls(preserve_sparsity=False)
+        return "CQAT (Default8BitClusterPreserveQuantizeScheme, preserve_sparsity=False)", _strict(
+            cls(preserve_sparsity=False)
+        )
     if pruned:
-        return "PQAT (Default8BitPrunePreserveQuantizeScheme)", q.collab_opts.Default8BitPrunePreserveQuantizeScheme()
+        return "PQAT (Default8BitPrunePreserveQuantizeScheme)", _strict(
+            q.collab_opts.Default8BitPrunePreserveQuantizeScheme()
+        )
     return "QAT (Default8BitQuantizeScheme)", q.default_8bit.Default8BitQuantizeScheme()
+
+
+def _strict(scheme: Any) -> Any:
+    """A collaborative scheme whose registry supports only what the plain 8-bit one does.
+
+    tfmot's prune- and cluster-preserving registries call every layer without trainable weights
+    supported, then fail (``get_quantize_config() called on an unsupported layer``) on one the 8-bit
+    scheme has no config for, e.g. a Rescaling before the first conv; plain QAT leaves it in float.
+    """
+    plain = tfmot().quantization.keras.default_8bit.Default8BitQuantizeScheme().get_quantize_registry()
+    make = scheme.get_quantize_registry
+
+    def registry() -> Any:
+        reg = make()
+        own = reg.supports
+        reg.supports = lambda layer: own(layer) and (plain.supports(layer) or type(layer).__name__ in _BY_PATTERN)
+        return reg
+
+    scheme.get_quantize_registry = registry
+    return scheme
 
 
 # Layers tfmot's 8-bit registry leaves out but its graph transforms quantize (default_8bit_transforms.py).
@@ -92,7 +116,7 @@ class Qat(Transform):
         self.backend = f"tf_keras: tfmot {label}"
         self.decisions = []
 
-        registry = q.default_8bit.Default8BitQuantizeScheme().get_quantize_registry()
+        registry, kind = scheme.get_quantize_registry(), label.split(" ")[0]
 
         def annotate(layer: Any) -> Any:
             selected, reason = self.config.select(layer)
@@ -101,7 +125,7 @@ class Qat(Transform):
             if selected and not registry.supports(layer) and type(layer).__name__ not in _BY_PATTERN:
                 selected, reason = (
                     False,
-                    f"kept in float: tfmot's 8-bit scheme has no int8 pattern for {type(layer).__name__}",
+                    f"kept in float: tfmot's {kind} scheme has no int8 pattern for {type(layer).__name__}",
                 )
             if not selected and layer.weights and "prune" in self.context.previous:
                 reason += "; fine-tuned unmasked, so its zeros are not kept"
