@@ -24,7 +24,7 @@ name: {name}
 data: {{name: digits}}
 model: {{path: {path}}}
 train: {{epochs: 0, verbose: 0}}
-finetune: {{epochs: 2, learning_rate: 5.0e-4, batch_size: 32}}
+finetune: {{epochs: 1, learning_rate: 5.0e-4, batch_size: 32}}
 variants:
   pruned: [{{prune: {{final_sparsity: 0.5, schedule: constant}}}}]
   pruned_2_4: [{{prune: {{sparsity_m_by_n: "2:4"}}}}]
@@ -60,19 +60,23 @@ def _residual_cnn(k, digits):
 
 @pytest.fixture(scope="module")
 def model_files(digits, tmp_path_factory):
+    """``(kind, suffix) -> path``: the model trained on real digits and saved by that Keras, made on first use."""
     from tfopt._keras import keras, keras3
 
-    folder = tmp_path_factory.mktemp("kinds")
-    files = {}
-    for kind, k in (("keras3", keras3()), ("tf_keras", keras())):
-        k.utils.set_random_seed(0)
-        model = _residual_cnn(k, digits)
-        model.compile(optimizer=k.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-        model.fit(digits.x_train, digits.y_train, epochs=8, batch_size=32, verbose=0)
-        for suffix in (".keras", ".h5") if kind == "keras3" else (".keras",):
+    folder, files = tmp_path_factory.mktemp("kinds"), {}
+
+    def get(kind: str, suffix: str) -> Path:
+        if (kind, suffix) not in files:
+            k = keras3() if kind == "keras3" else keras()
+            k.utils.set_random_seed(0)
+            model = _residual_cnn(k, digits)
+            model.compile(optimizer=k.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+            model.fit(digits.x_train, digits.y_train, epochs=8, batch_size=32, verbose=0)
             files[kind, suffix] = folder / f"{kind}{suffix}"
             model.save(files[kind, suffix])
-    return files
+        return files[kind, suffix]
+
+    return get
 
 
 def _kernels(result, depthwise: bool = True):
@@ -83,7 +87,7 @@ def _kernels(result, depthwise: bool = True):
 def test_every_technique_on_a_model_file_of_either_keras(model_files, digits, tmp_path, kind, suffix) -> None:
     from tfopt import config, pipeline
 
-    path = model_files[kind, suffix]
+    path = model_files(kind, suffix)
     text = PIPELINE.format(name=f"kinds_{kind}", path=path)
     run = pipeline.run(config.loads(text), root=tmp_path, log=lambda _: None)
     assert run.model_backend == kind

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tfopt.evaluate.weights import tflite_weight_stats
 from tfopt.results import load_run
 
@@ -102,6 +104,7 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path: Path) ->
 RESUME = PIPELINE.replace("name: mw", "name: mwr").replace("epochs: 3, batch_size: 32", "epochs: 8, batch_size: 8")
 
 
+@pytest.mark.slow  # about 75 s on 2 cores: out of the 15-minute default run (one-process resume: test_resume.py)
 def test_two_killed_workers_resume_from_the_chiefs_last_epoch(tmp_path: Path) -> None:
     """Both workers SIGKILLed after the chief's first epoch backup, then started again with the same
     command: both restore the chief's backup (one --out, a folder both see) and go on from there."""
