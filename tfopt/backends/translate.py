@@ -85,10 +85,11 @@ def _functional(model: Any, purpose: str) -> Any:
         twins[id(op)] = translate_layer(op, purpose)
         pairs.append((op, twins[id(op)]))
     inputs = [tk.Input(shape=tuple(t.shape[1:]), dtype=t.dtype, name=_name(t)) for t in model.inputs]
+    inputs = inputs if len(inputs) > 1 else inputs[0]
     # Keras 3's own graph walk, with each layer's call replaced by its twin's (a private method:
     # Keras keeps no public one, and re-walking nodes by depth would copy its logic).
-    outputs = model._run_through_graph(inputs if len(inputs) > 1 else inputs[0], operation_fn=lambda op: twins[id(op)])
-    out = tk.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=model.name)
+    outputs = model._run_through_graph(inputs, operation_fn=lambda op: twins[id(op)])
+    out = tk.Model(inputs, outputs, name=model.name)
     _copy_weights(pairs, purpose)
     return out
 
@@ -179,11 +180,12 @@ def _copy_weights(pairs: list[tuple[Any, Any]], purpose: str) -> None:
 
 def _check_outputs(model: Any, twin: Any, sample: Any, purpose: str) -> None:
     x = sample[:64] if not isinstance(sample, dict) else {k: v[:64] for k, v in sample.items()}
+    n = len(next(iter(x.values())) if isinstance(x, dict) else x)
     diff = float(np.max(np.abs(np.asarray(model(x, training=False)) - np.asarray(twin(x, training=False)))))
     if not diff <= TOLERANCE:
         raise TransformError(
             f"{purpose} of Keras 3 model {model.name!r}: its tf_keras twin predicts differently (max abs difference "
-            f"{diff:.2e} > {TOLERANCE:g} on {len(np.asarray(next(iter(x.values())) if isinstance(x, dict) else x))} "
-            "training inputs), so QAT would not start from your model. Fix: leave qat out of this variant and report "
-            f"the model's layers to tfopt. Received: difference={diff:.2e}"
+            f"{diff:.2e} > {TOLERANCE:g} on {n} training inputs), so QAT would not start from your model. "
+            "Fix: leave qat out of this variant and report the model's layers to tfopt. "
+            f"Received: difference={diff:.2e}"
         )

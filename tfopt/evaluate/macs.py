@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfopt.errors import TfoptError
+from tfopt.evaluate.flatbuffer import read_tflite
 
 COUNTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL")
 
@@ -44,17 +44,8 @@ def tflite_op_macs(path: str | Path) -> list[OpMacs]:
     Raises:
         TfoptError: the file is not a valid .tflite flatbuffer.
     """
-    from ai_edge_litert import schema_py_generated as schema
-
-    buf = Path(path).read_bytes()
-    try:
-        if not schema.Model.ModelBufferHasIdentifier(buf, 0):
-            raise ValueError("missing TFL3 identifier")
-        model = schema.Model.GetRootAs(buf, 0)
-        subgraph = model.Subgraphs(0)
-    except Exception as e:  # flatbuffers raises struct/index errors on garbage
-        raise TfoptError(f"{path} is not a valid .tflite file ({e}). Fix: export it again.") from None
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    file = read_tflite(path)
+    subgraph, schema = file.subgraph, file.schema
 
     def shape(t: int) -> tuple[int, ...]:
         if t < 0:
@@ -65,8 +56,7 @@ def tflite_op_macs(path: str | Path) -> list[OpMacs]:
     out = []
     for i in range(subgraph.OperatorsLength()):
         op = subgraph.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        kind = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "?")
+        kind = file.op_name(op)
         if kind not in COUNTED_OPS or op.InputsLength() < 2 or op.OutputsLength() < 1:
             continue
         ins = [int(op.Inputs(j)) for j in range(op.InputsLength())]

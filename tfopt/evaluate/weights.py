@@ -16,8 +16,8 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from tfopt.errors import TfoptError
 from tfopt.backends import Backend, backend_for
+from tfopt.evaluate.flatbuffer import read_tflite
 from tfopt.backends.tensor_stats import holds_m_by_n, layer_of, tensor_stats, unique_per_channel
 from tfopt.results import LayerStats
 
@@ -128,22 +128,8 @@ def _quantization(tensor: Any, tname: str) -> tuple[Optional[bool], str, Optiona
 
 def tflite_weight_stats(path: str | Path) -> list[LayerStats]:
     """Per-weight-tensor stats of a .tflite file, read from the flatbuffer (no interpreter)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    buf = Path(path).read_bytes()
-    try:
-        if not schema.Model.ModelBufferHasIdentifier(buf, 0):
-            raise ValueError("missing TFL3 identifier")
-        model = schema.Model.GetRootAs(buf, 0)
-        subgraph = model.Subgraphs(0)
-    except Exception as e:  # flatbuffers raises struct/index errors on garbage
-        raise TfoptError(f"{path} is not a valid .tflite file ({e}). Fix: export it again.") from None
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-
-    def opname(op: Any) -> str:
-        code = model.OperatorCodes(op.OpcodeIndex())
-        return op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "?")
+    file = read_tflite(path)
+    buf, model, subgraph, schema, opname = file.buf, file.model, file.subgraph, file.schema, file.op_name
 
     producer = {}
     ops = [subgraph.Operators(i) for i in range(subgraph.OperatorsLength())]
@@ -160,7 +146,7 @@ def tflite_weight_stats(path: str | Path) -> list[LayerStats]:
             raw = np.frombuffer(buf, np.uint8, count=buffer.Size(), offset=buffer.Offset())
         else:
             return None  # not a constant
-        tname = type_names.get(tensor.Type(), "?")
+        tname = file.type_name(tensor)
         shape = tuple(int(s) for s in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
         count = int(np.prod(shape)) if shape else 1
         if tname == "INT4":

@@ -30,6 +30,7 @@ from tfopt.transforms.common import (
     clone_wrapping,
     fresh_copy,
     has_weights_to_change,
+    refuse_after_qat,
     require_some_applied,
     require_tf_keras,
     tfmot_leaves,
@@ -56,11 +57,7 @@ class ClusterConfig(LayerSelection):
 
 
 def _order(previous: tuple[str, ...]) -> None:
-    if "qat" in previous:
-        raise ValueError(
-            "cluster cannot follow qat: a QAT model keeps its fake-quantization wrappers until export. "
-            "Fix: put qat last"
-        )
+    refuse_after_qat("cluster", previous)
 
 
 # float32 only, measured with tfmot 0.8.1 on TF 2.21: its centroid ops fail under mixed policies
@@ -106,8 +103,8 @@ class Cluster(Transform):
             selected, reason = c.select(layer)
             if selected and not has_weights_to_change(layer, clustering.ClusterableLayer):
                 selected, reason = False, f"no kernel to cluster ({type(layer).__name__})"
-            if selected and tfmot_leaves(layer):
-                selected, reason = False, tfmot_leaves(layer)
+            if selected and (why := tfmot_leaves(layer)):
+                selected, reason = False, why
             if selected:
                 try:
                     # cluster_weights forwards these two to the wrapper (tfmot's per-channel and

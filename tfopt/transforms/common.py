@@ -72,6 +72,15 @@ def has_weights_to_change(layer: Any, custom_base: Optional[type] = None) -> boo
     return any(_short(w.name) in ("kernel", "depthwise_kernel", "embeddings") for w in layer.weights)
 
 
+def refuse_after_qat(step: str, previous: tuple[str, ...]) -> None:
+    """The ordering rule of a step that needs a plain model: it cannot follow ``qat`` (raises ValueError)."""
+    if "qat" in previous:
+        raise ValueError(
+            f"{step} cannot follow qat: a QAT model keeps its fake-quantization wrappers until export. "
+            "Fix: put qat last"
+        )
+
+
 def tfmot_leaves(layer: Any) -> Optional[str]:
     """Why tfmot leaves a layer that has a kernel unchanged, or None.
 

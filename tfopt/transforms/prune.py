@@ -32,6 +32,7 @@ from tfopt.transforms.common import (
     clone_wrapping,
     fresh_copy,
     has_weights_to_change,
+    refuse_after_qat,
     require_some_applied,
     require_tf_keras,
     tfmot_leaves,
@@ -99,10 +100,7 @@ class PruneConfig(LayerSelection):
 
 
 def _order(previous: tuple[str, ...]) -> None:
-    if "qat" in previous:
-        raise ValueError(
-            "prune cannot follow qat: a QAT model keeps its fake-quantization wrappers until export. Fix: put qat last"
-        )
+    refuse_after_qat("prune", previous)
     if "cluster" in previous:
         raise ValueError(
             "prune after cluster would break the clusters. Fix: put prune before cluster "
@@ -166,8 +164,8 @@ class Prune(Transform):
             selected, reason = self.config.select(layer)
             if selected and not has_weights_to_change(layer, sparsity.PrunableLayer):
                 selected, reason = False, f"no prunable kernel ({type(layer).__name__})"
-            if selected and tfmot_leaves(layer):
-                selected, reason = False, tfmot_leaves(layer)
+            if selected and (why := tfmot_leaves(layer)):
+                selected, reason = False, why
             if selected and m_by_n and not isinstance(layer, (k.layers.Conv2D, k.layers.Dense, sparsity.PrunableLayer)):
                 selected, reason = (
                     False,

@@ -55,7 +55,7 @@ from tfopt.transforms.channel_graph import (
     matching,
     slice_weights,
 )
-from tfopt.transforms.common import LayerSelection, require_some_applied, require_tf_keras
+from tfopt.transforms.common import LayerSelection, refuse_after_qat, require_some_applied, require_tf_keras
 
 NAME = "prune_channels"
 
@@ -82,11 +82,7 @@ class PruneChannelsConfig(LayerSelection):
 
 
 def _order(previous: tuple[str, ...]) -> None:
-    if "qat" in previous:
-        raise ValueError(
-            "prune_channels cannot follow qat: a QAT model keeps its fake-quantization wrappers until export. "
-            "Fix: put qat last"
-        )
+    refuse_after_qat(NAME, previous)
 
 
 PRUNE_CHANNELS = technique(

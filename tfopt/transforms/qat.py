@@ -76,7 +76,7 @@ def _strict(scheme: Any) -> Any:
     def registry() -> Any:
         reg = make()
         own = reg.supports
-        reg.supports = lambda layer: own(layer) and (plain.supports(layer) or type(layer).__name__ in _BY_PATTERN)
+        reg.supports = lambda layer: own(layer) and _quantizable(plain, layer)
         return reg
 
     scheme.get_quantize_registry = registry
@@ -85,6 +85,14 @@ def _strict(scheme: Any) -> Any:
 
 # Layers tfmot's 8-bit registry leaves out but its graph transforms quantize (default_8bit_transforms.py).
 _BY_PATTERN = {"BatchNormalization", "SyncBatchNormalization", "SeparableConv1D", "SeparableConv2D"}
+
+
+def _quantizable(registry: Any, layer: Any) -> bool:
+    """Whether tfmot quantizes ``layer``: its registry has a config for it, or a graph pattern rewrites it (a
+    BatchNormalization is folded into the conv before it, or refused by quantize_apply with the skip fix)."""
+    return registry.supports(layer) or type(layer).__name__ in _BY_PATTERN
+
+
 _UNSUPPORTED = re.compile(r"Layer (\S+?):<class '([^']+)'> is not supported")
 
 
@@ -117,12 +125,11 @@ class Qat(Transform):
         self.decisions = []
 
         registry, kind = scheme.get_quantize_registry(), label.split(" ")[0]
+        collaborative = bool({"prune", "cluster"} & set(self.context.previous))
 
         def annotate(layer: Any) -> Any:
             selected, reason = self.config.select(layer)
-            # e.g. LayerNormalization (tfmot#942), Rescaling, Multiply. tfmot rewrites some layers by pattern
-            # instead (_BY_PATTERN): a BatchNormalization is folded into the conv before it, or refused below.
-            if selected and not registry.supports(layer) and type(layer).__name__ not in _BY_PATTERN:
+            if selected and not _quantizable(registry, layer):  # e.g. LayerNormalization (tfmot#942), Rescaling
                 selected, reason = (
                     False,
                     f"kept in float: tfmot's {kind} scheme has no int8 pattern for {type(layer).__name__}",
@@ -130,8 +137,7 @@ class Qat(Transform):
             if not selected and layer.weights and "prune" in self.context.previous:
                 reason += "; fine-tuned unmasked, so its zeros are not kept"
             if selected:
-                reason = label.split(" ")[0]
-                collaborative = {"prune", "cluster"} & set(self.context.previous)
+                reason = kind
                 if type(layer).__name__ == "DepthwiseConv2D" and collaborative:
                     # tfmot's prune/cluster-preserve registries leave DepthwiseConv2D out
                     reason += ": plain QAT for a DepthwiseConv2D (tfmot preserves no zeros or clusters in it)"
