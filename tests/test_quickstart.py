@@ -53,6 +53,12 @@ def test_int8_size_and_accuracy_vs_float32(quickstart, variant) -> None:
     splits = load(DataConfig(name="digits", test_fraction=0.2, val_fraction=0.1), seed=0)
     acc = float(np.mean(TfliteRunner(i8.path).predict(splits.x_test).argmax(-1) == splits.y_test))
     assert acc == pytest.approx(i8.accuracy, abs=1e-6)
+    # and so is its validation accuracy (what recommendations are chosen on), on the other split
+    val = float(np.mean(TfliteRunner(i8.path).predict(splits.x_val).argmax(-1) == splits.y_val))
+    assert val == pytest.approx(i8.val_accuracy, abs=1e-6)
+    assert len(splits.y_val) > 0 and not np.array_equal(
+        splits.x_val[: len(splits.x_test)], splits.x_test[: len(splits.x_val)]
+    )
 
 
 def test_run_json_has_the_documented_fields(quickstart) -> None:

@@ -32,6 +32,10 @@ Schema versions (``schema_version``; adding a field or changing a meaning bumps 
   and tensor shapes: ``tfopt.evaluate.macs``; None for the Keras row) and ``Result.weights`` (weight
   values in the model's weight tensors, as read for ``layers``). Version-1 and -2 files load with
   both None and are upgraded in memory (``schema_version`` 3).
+- 4: ``Result.val_accuracy``: the same file's accuracy on the validation split. Anything tfopt
+  chooses (the report's recommendation, ``tfopt tune``'s search, ``best()``) is chosen on it, so the
+  test split only reports. Older files load with None (nothing to choose on: the report says so) and
+  are upgraded in memory (``schema_version`` 4).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ import tfopt
 from tfopt.errors import TfoptError
 from tfopt.io import atomic_write_text
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Only this version is written; older ones are upgraded on load (see load_run).
 _CurrentVersion = Annotated[int, pydantic.Field(ge=SCHEMA_VERSION, le=SCHEMA_VERSION)]
@@ -118,6 +122,8 @@ class Result:
     # Added in schema version 3 (None in older files).
     macs: Optional[NonNegativeInt] = None  # multiply-accumulates of one inference, read from the file (None: Keras row)
     weights: Optional[NonNegativeInt] = None  # weight values over the weight tensors of ``layers``
+    # Added in schema version 4 (None in older files): what recommendations are chosen on.
+    val_accuracy: Optional[float] = None  # the same file's accuracy on the validation split
 
 
 @pydantic.with_config(_RECORD)
@@ -298,7 +304,7 @@ def records(cls: type, items: Any) -> list:
 
 
 def load_run(path: str | Path) -> Run:
-    """Read a ``run.json`` written by ``tfopt run`` (schema versions 1 to 3; see the module doc).
+    """Read a ``run.json`` written by ``tfopt run`` (schema versions 1 to 4; see the module doc).
 
     Raises:
         TfoptError: if the file is missing, is not a tfopt run record, breaks the schema (the
@@ -337,7 +343,7 @@ def load_run(path: str | Path) -> Run:
             f"run.json schema version {version}, this tfopt {tfopt.__version__} reads versions 1 to {SCHEMA_VERSION}. "
             f"Fix: upgrade tfopt{f' to {writer} or later' if writer else ''} to read it."
         )
-    data["schema_version"] = SCHEMA_VERSION  # versions 1 and 2 need no other change (see the module doc)
+    data["schema_version"] = SCHEMA_VERSION  # versions 1 to 3 need no other change (see the module doc)
     try:
         # Validated as the JSON text that is written: strict mode takes JSON objects for the dataclasses there.
         return _schema().validate_json(_json_text(data), strict=True)

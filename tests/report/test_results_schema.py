@@ -242,7 +242,7 @@ V1_RECORD = {
 
 def test_version_1_record_loads_with_defaults(tmp_path: Path) -> None:
     run = load_run(_write(tmp_path, V1_RECORD))
-    assert run.schema_version == SCHEMA_VERSION == 3  # upgraded in memory
+    assert run.schema_version == SCHEMA_VERSION == 4  # upgraded in memory
     assert run.not_exported == [] and run.results[0].details == {}
     assert run.results[0].accuracy == 1.0 and isinstance(run.results[0].accuracy, float)
     assert run.results[0].latency_ms == Latency(1.0, 2.5, 1.5, 50, 1, p99=None, batch=1, warmup=None, throughput=None)
@@ -256,15 +256,22 @@ def test_version_1_record_loads_with_defaults(tmp_path: Path) -> None:
         0,
         False,
     )
-    assert load_run(run.save(tmp_path / "v3" / "run.json")) == run  # and it writes back as version 3
-    assert json.loads((tmp_path / "v3" / "run.json").read_text())["schema_version"] == 3
+    assert load_run(run.save(tmp_path / "v4" / "run.json")) == run  # and it writes back as version 4
+    assert json.loads((tmp_path / "v4" / "run.json").read_text())["schema_version"] == 4
 
 
 def test_version_2_record_loads_without_macs(tmp_path: Path) -> None:
     """Version 3 added Result.macs and Result.weights: a version-2 file loads with both None."""
     run = load_run(_write(tmp_path, {**V1_RECORD, "schema_version": 2}))
-    assert run.schema_version == 3
+    assert run.schema_version == 4
     assert (run.results[0].macs, run.results[0].weights) == (None, None)
+
+
+def test_version_3_record_loads_without_val_accuracy(tmp_path: Path) -> None:
+    """Version 4 added Result.val_accuracy: a version-3 file loads with None (nothing to choose a file on)."""
+    run = load_run(_write(tmp_path, {**V1_RECORD, "schema_version": 3}))
+    assert run.schema_version == 4
+    assert run.results[0].val_accuracy is None
 
 
 def test_record_without_schema_version_reads_as_version_1(tmp_path: Path) -> None:
@@ -314,7 +321,7 @@ def _damaged(path: tuple, value):
         (("dataset",), [], ["dataset: input should be an object"]),
         (("versions", "tfopt"), 1, ["versions.tfopt"]),
         (("stages", 0), "data", ["stages[0]"]),
-        (("schema_version",), "2", ["schema_version: should be a whole number from 1 to 3, got '2'"]),
+        (("schema_version",), "2", ["schema_version: should be a whole number from 1 to 4, got '2'"]),
         (("schema_version",), 0, ["schema_version"]),
     ],
 )
@@ -353,8 +360,8 @@ def test_newer_record_asks_for_a_newer_tfopt(tmp_path: Path) -> None:
     data = {**V1_RECORD, "schema_version": SCHEMA_VERSION + 1, "versions": {"tfopt": "9.0.0"}, "new_field": 1}
     with pytest.raises(
         TfoptError,
-        match=r"written by a newer tfopt \(9\.0\.0\): run.json schema version 4, this tfopt .* reads "
-        r"versions 1 to 3\. Fix: upgrade tfopt to 9\.0\.0 or later",
+        match=r"written by a newer tfopt \(9\.0\.0\): run.json schema version 5, this tfopt .* reads "
+        r"versions 1 to 4\. Fix: upgrade tfopt to 9\.0\.0 or later",
     ):
         load_run(_write(tmp_path, data))
 

@@ -1,8 +1,9 @@
 """Export one model in every requested format and evaluate each file on the test split.
 
 Every file is what a user deploys, so its figures are read from the file itself: accuracy through
-LiteRT, sizes on disk and gzip -9, weights statistics from the flatbuffer, latency, and the
-largest difference from the Keras model's outputs (checked against the format's tolerance).
+LiteRT (on the test split, and on the validation split recommendations are chosen on), sizes on
+disk and gzip -9, weights statistics from the flatbuffer, latency, and the largest difference
+from the Keras model's outputs (checked against the format's tolerance).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from tfopt.backends import Backend, backend_for
+from tfopt.data import num_examples
 from tfopt.errors import ExportError
 from tfopt.evaluate.latency import measure_latency
 from tfopt.evaluate.macs import tflite_macs
@@ -67,26 +69,13 @@ def export_and_evaluate(
     with atomic_path(keras_path) as tmp:
         backend.save(model, tmp)  # without optimizer state
     probs = model.predict(splits.x_test, batch_size=256, verbose=0)
-    keras_layers = backend.weight_stats(model)
     # gzip -9 sizes are computed on a second thread (zlib releases the GIL) while the next format
     # converts: about a second of the quickstart's wall time otherwise.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tfopt-gzip") as pool:
         # (a Result's fields but its gzip size, that size to come, max |Keras - TFLite| unrounded for the log line)
         pending: list[tuple[dict, Future, Optional[float]]] = [
             (
-                dict(
-                    variant=variant,
-                    format="keras",
-                    path=str(published(keras_path)),
-                    accuracy=accuracy(probs, splits.y_test),
-                    size_bytes=path_bytes(keras_path),
-                    sparsity=overall_sparsity(keras_layers),
-                    max_abs_diff=None,
-                    tolerance=None,
-                    latency_ms=None,
-                    layers=keras_layers,
-                    details={"keras": backend.kind},  # the Keras that loads the file
-                ),
+                _keras_fields(model, variant, probs, splits, keras_path, backend, published),
                 pool.submit(gzip_bytes, keras_path),
                 None,
             )
@@ -102,6 +91,30 @@ def export_and_evaluate(
             if diff is not None:
                 log(format_line(out.results[-1], diff))
     return out
+
+
+def _keras_fields(
+    model: Any, variant: str, probs: np.ndarray, splits: Any, path: Path, backend: Backend, published: Callable
+) -> dict:
+    """The Keras file's Result fields but its gzip size: the reference row of the variant."""
+    has_val = num_examples(splits.x_val) > 0  # val_fraction 0: no validation split, nothing to choose on
+    layers = backend.weight_stats(model)
+    return dict(
+        variant=variant,
+        format="keras",
+        path=str(published(path)),
+        accuracy=accuracy(probs, splits.y_test),
+        val_accuracy=accuracy(model.predict(splits.x_val, batch_size=256, verbose=0), splits.y_val)
+        if has_val
+        else None,
+        size_bytes=path_bytes(path),
+        sparsity=overall_sparsity(layers),
+        max_abs_diff=None,
+        tolerance=None,
+        latency_ms=None,
+        layers=layers,
+        details={"keras": backend.kind},  # the Keras that loads the file
+    )
 
 
 def _result(fields: dict, gzip_size: int) -> Result:
@@ -131,7 +144,8 @@ def _export_one(
         log(f"[tfopt]   {variant:>12} {spec.label:>8}: not exportable: {e}")
         return None
     atomic_write_bytes(path, exported.data)
-    lite_probs = TfliteRunner(path, threads=evaluate.threads).predict(splits.x_test)
+    runner = TfliteRunner(path, threads=evaluate.threads)
+    lite_probs = runner.predict(splits.x_test)
     diff = float(np.max(np.abs(lite_probs - probs)))
     layers = tflite_weight_stats(path)
     latency = (
@@ -149,6 +163,7 @@ def _export_one(
         format=spec.label,
         path=str(published(path)),
         accuracy=accuracy(lite_probs, splits.y_test),
+        val_accuracy=accuracy(runner.predict(splits.x_val), splits.y_val) if num_examples(splits.x_val) else None,
         size_bytes=path_bytes(path),
         sparsity=overall_sparsity(layers),
         max_abs_diff=round(diff, 6),

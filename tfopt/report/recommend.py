@@ -1,0 +1,148 @@
+"""Which file to ship: the best exported file on an objective within an accuracy budget.
+
+One rule serves the report's recommendation, ``tfopt tune`` and the Python API's ``best()``, so
+they cannot disagree. The choice is made on each file's **validation** accuracy
+(``Result.val_accuracy``) against the baseline's float32 file on the same split; the test split
+only reports the chosen file's figures (no leakage). Candidates are the ``.tflite`` files (what is
+deployed); Keras rows are references, never recommended.
+
+Example::
+
+    from tfopt.report.recommend import recommend
+    from tfopt.results import load_run
+    rec = recommend(load_run("reports/quickstart/run.json"), max_accuracy_drop=0.01, objective="gzip_bytes")
+    print(rec.result.path if rec.met else "nothing meets the budget; closest:", rec.result.path)
+
+This module never imports TensorFlow (``tfopt report`` renders without it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional
+
+from tfopt.errors import TfoptError
+from tfopt.results import Result, Run
+
+OBJECTIVES: dict[str, Callable[[Result], Optional[float]]] = {
+    "gzip_bytes": lambda r: r.gzip_bytes,
+    "size_bytes": lambda r: r.size_bytes,
+    "latency_p50": lambda r: r.latency_ms.p50 if r.latency_ms else None,
+    "macs": lambda r: r.macs,
+}
+"""What "best" can mean: smaller is better for every one of them."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much validation accuracy a file may lose against the reference (absolute, or relative to it)."""
+
+    max_drop: float = 0.01
+    relative: bool = False
+
+    def floor(self, reference: float) -> float:
+        """The lowest validation accuracy that meets the budget."""
+        return reference * (1 - self.max_drop) if self.relative else reference - self.max_drop
+
+    def describe(self) -> str:
+        return (
+            f"at most {self.max_drop:.1%} of its accuracy"
+            if self.relative
+            else f"at most {self.max_drop * 100:g} points"
+        )
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The chosen file; ``met`` False means no file met the budget and ``result`` is the closest one."""
+
+    result: Result
+    reference: Result  # the baseline's float32 file the budget is measured against
+    objective: str
+    budget: Budget
+    met: bool
+    front: list[Result]  # files no other file beats on both validation accuracy and the objective
+
+    def reason(self) -> str:
+        """One sentence saying why this file (or that none met the budget)."""
+        r, ref = self.result, self.reference
+        drop = (ref.val_accuracy - r.val_accuracy) * 100
+        cost, ref_cost = OBJECTIVES[self.objective](r), OBJECTIVES[self.objective](ref)
+        ratio = f"{ref_cost / cost:.1f}x smaller {self.objective}" if cost and ref_cost else self.objective
+        if self.met:
+            return (
+                f"the best {self.objective} of the files within the budget ({self.budget.describe()} of "
+                f"validation accuracy against {ref.variant}/{ref.format}): {ratio}, "
+                f"{max(drop, 0):.2f} points lost on validation"
+            )
+        return (
+            f"no file meets the budget ({self.budget.describe()} of validation accuracy against "
+            f"{ref.variant}/{ref.format}); this is the closest one, {drop:.2f} points below it on validation"
+        )
+
+
+def candidates(results: Iterable[Result], objective: str) -> list[Result]:
+    """The exported files that have a validation accuracy and a value for ``objective``."""
+    fn = _objective(objective)
+    return [r for r in results if r.format != "keras" and r.val_accuracy is not None and fn(r) is not None]
+
+
+def pareto_front(results: Iterable[Result], objective: str = "gzip_bytes") -> list[Result]:
+    """Files not dominated on (validation accuracy up, objective down), sorted by the objective."""
+    fn, rows = _objective(objective), candidates(results, objective)
+    front = [
+        r
+        for r in rows
+        if not any(
+            o.val_accuracy >= r.val_accuracy and fn(o) <= fn(r) and (o.val_accuracy > r.val_accuracy or fn(o) < fn(r))
+            for o in rows
+        )
+    ]
+    return sorted(front, key=lambda r: (fn(r), -r.val_accuracy))
+
+
+def recommend(
+    run: Run | Iterable[Result],
+    max_accuracy_drop: float = 0.01,
+    objective: str = "gzip_bytes",
+    relative: bool = False,
+    reference: Optional[Result] = None,
+) -> Optional[Recommendation]:
+    """The file to deploy: best ``objective`` among files whose validation accuracy meets the budget.
+
+    Args:
+        run: a run record or its results.
+        max_accuracy_drop: validation accuracy a file may lose against ``reference`` (0.01 = 1 point).
+        objective: one of ``OBJECTIVES``; ties go to the more accurate file.
+        relative: the drop is a fraction of the reference's accuracy instead of points.
+        reference: default the baseline's float32 file.
+
+    Returns:
+        The recommendation, or None when the results hold no exported file with a validation
+        accuracy (a run without a validation split, or written before schema version 4).
+
+    Raises:
+        TfoptError: an unknown objective.
+    """
+    results = list(run.results if isinstance(run, Run) else run)
+    fn, rows = _objective(objective), candidates(results, objective)
+    reference = reference or next(
+        (r for r in results if r.variant == "baseline" and r.format == "float32" and r.val_accuracy is not None), None
+    )
+    if not rows or reference is None:
+        return None
+    budget = Budget(max_accuracy_drop, relative)
+    within = [r for r in rows if r.val_accuracy >= budget.floor(reference.val_accuracy) - 1e-12]
+    if within:
+        best, met = min(within, key=lambda r: (fn(r), -r.val_accuracy)), True
+    else:
+        best, met = max(rows, key=lambda r: (r.val_accuracy, -fn(r))), False
+    return Recommendation(best, reference, objective, budget, met, pareto_front(rows, objective))
+
+
+def _objective(name: str) -> Callable[[Result], Optional[float]]:
+    if name not in OBJECTIVES:
+        raise TfoptError(
+            f"Unknown objective {name!r}. Fix: use one of {', '.join(OBJECTIVES)}. Received: objective={name!r}"
+        )
+    return OBJECTIVES[name]
