@@ -260,3 +260,14 @@ def test_loading_never_imports_tensorflow() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_readme_pipeline_example_is_valid(tmp_path) -> None:
+    """The ten-line YAML the README shows is a pipeline tfopt accepts (docs cannot rot)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"```yaml\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "readme.yaml").write_text(example)
+    cfg = config.load(tmp_path / "readme.yaml")
+    assert list(cfg.variants) == ["pruned_80", "pcqat"] and len(example.strip().splitlines()) <= 10

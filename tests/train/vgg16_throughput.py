@@ -1,4 +1,4 @@
-"""Steady-state VGG16 throughput on Fashion-MNIST at 32x32, per kind of stage (README, "Training at scale").
+"""Steady-state VGG16 throughput on Fashion-MNIST at 32x32, per kind of stage (docs/scale.md).
 
 Run from the repository root (not collected by pytest)::
 

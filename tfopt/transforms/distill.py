@@ -28,7 +28,7 @@ Defaults ``temperature: 2, alpha: 0.5``, chosen by measurement (one seed, Keras 
 84.72% from scratch, T=4/alpha=0.1 (the keras.io example's alpha) 85.46%; the same student with
 dropout 0.25 learned worse from a soft teacher (T=4/alpha=0.1 82.66%, T=2/alpha=0.5 84.72%,
 T=1/alpha=0.5 85.83%, against 85.38% from scratch). Over seeds 0-2 the pipeline's int8 files gave
-+0.23 points on average (86.22% vs 85.99%): README, "Knowledge distillation".
++0.23 points on average (86.22% vs 85.99%): docs/techniques.md, "Knowledge distillation".
 
 The pipeline adds ``<variant>_scratch`` for every variant that distills (``control`` below): the
 same student, the same initial weights (the student is built after the same seeding), the same
