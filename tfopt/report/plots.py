@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -173,7 +174,8 @@ def tradeoff_figure(
     texts = [f"{r.variant} {r.format}" for r in rows]
     # Half-widths (pixels) of what is drawn at each point: the star, a front ring, or the plain marker.
     radius = [15 if i in chosen else 10 if (r.variant, r.format) in front_keys else 7 for i, r in enumerate(rows)]
-    labels = _place_labels(fig, ax, xs, ys, texts, [r.variant == baseline for r in rows], radius)
+    first = [0 if i in chosen else 1 if (r.variant, r.format) in front_keys else 2 for i, r in enumerate(rows)]
+    labels = _place_labels(fig, ax, xs, ys, texts, [r.variant == baseline for r in rows], radius, first)
     return Tradeoff(fig, labels, titles)
 
 
@@ -185,6 +187,7 @@ def _place_labels(
     texts: Sequence[str],
     bold: Sequence[bool],
     radius: Sequence[float],
+    priority: Sequence[int],
 ) -> list[Text]:
     """Put each label next to its point where it overlaps no other label and no point, else in a side column.
 
@@ -204,7 +207,7 @@ def _place_labels(
     slot_x, slot_y, column_w = area.x1 + 10, slot_top, 0.0
     width, height = fig.bbox.width, fig.bbox.height
     labels: list[Text] = [None] * len(texts)  # type: ignore[list-item]
-    for i in sorted(range(len(texts)), key=lambda k: (-pix[k][1], pix[k][0])):
+    for i in sorted(range(len(texts)), key=lambda k: (priority[k], -pix[k][1], pix[k][0])):
         px, py = pix[i]
         t = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(0, 0), textcoords="offset points", ha="left", va="bottom",
                         fontsize=8, fontweight="bold" if bold[i] else "normal", zorder=6)  # fmt: skip
@@ -212,7 +215,12 @@ def _place_labels(
         w, h = box.width, box.height
         for gap in (radius[i] + 1, radius[i] + 6, radius[i] + 13, radius[i] + 21):
             fit = next(
-                (s for s in _spots(w, h, gap) if _free(Bbox.from_bounds(px + s[0], py + s[1], w, h), area, taken)), None
+                (
+                    s
+                    for s in _spots(w, h, gap)
+                    if _free(Bbox.from_bounds(px + s[0], py + s[1], w, h), area, taken, pix, i)
+                ),
+                None,
             )
             if fit:
                 t.set_position((fit[0] * to_pt, fit[1] * to_pt))
@@ -239,9 +247,18 @@ def _spots(w: float, h: float, gap: float) -> list[tuple[float, float]]:
     return side + [(dx, dy) for dx in (gap, -w - gap) for dy in (gap * 0.4, -h - gap * 0.4)]
 
 
-def _free(box: Bbox, area: Bbox, taken: Sequence[Bbox]) -> bool:
+def _free(box: Bbox, area: Bbox, taken: Sequence[Bbox], pix: Sequence, own: int) -> bool:
+    """Inside the axes, clear of every taken box, and nearer its own point than any other (so it reads as its label)."""
     inside = box.x0 >= area.x0 + 2 and box.x1 <= area.x1 - 2 and box.y0 >= area.y0 + 2 and box.y1 <= area.y1 - 2
-    return inside and not any(box.overlaps(o) for o in taken)
+    if not inside or any(box.overlaps(o) for o in taken):
+        return False
+
+    def gap(p) -> float:
+        return math.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1))
+
+    mine = gap(pix[own])
+    others = [gap(p) for p in pix if math.hypot(p[0] - pix[own][0], p[1] - pix[own][1]) > 4]  # 4 px: the same spot
+    return all(mine <= d for d in others)
 
 
 def _svg(fig: Figure, titles: Sequence[str]) -> str:

@@ -778,7 +778,7 @@ table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; }
 table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
 figure.plot { margin: .8rem 0; border: 1px solid #eee; }
-figure.plot svg { max-width: 100%; height: auto; display: block; }
+figure.plot svg { width: 100%; max-width: 960px; height: auto; display: block; }
 figure.plot g.tfopt-point { cursor: help; }
 """
 
