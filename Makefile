@@ -6,9 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all data clean
+.PHONY: setup demo test test-all data browser clean
 
-setup: $(STAMP) data
+setup: $(STAMP) data browser
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ data:
 		echo "installing Debian package dataset-fashion-mnist"; \
 		(apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) \
 		|| echo "note: could not install dataset-fashion-mnist; fashion_mnist pipelines will say how to get the files"; \
+	fi
+
+# Headless Chromium for tests/report/test_browser.py (report.html in a real browser), from Debian's package
+# where apt and root are available; without it that test is skipped saying so.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian package chromium"; \
+		(apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
+		|| echo "note: could not install chromium; the browser test of report.html will be skipped"; \
 	fi
 
 demo: setup

@@ -105,3 +105,16 @@ def rt_tokens(rt_text):
     from tfopt.models import prepare_inputs
 
     return prepare_inputs(ModelConfig(name="bert", params={"preset": "tiny", "seq_len": SEQ_LEN}), rt_text)
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory):
+    """pipelines/quickstart.yaml run once on real digits: (root folder, run record); shared by the quickstart
+    acceptance tests and the report tests (report.md, report.html in a browser), so it trains once per session."""
+    from pathlib import Path
+
+    from tfopt import config, pipeline
+
+    out = tmp_path_factory.mktemp("qs")
+    cfg = config.load(Path(__file__).resolve().parents[1] / "pipelines" / "quickstart.yaml")
+    return out, pipeline.run(cfg, root=out, log=lambda _: None)

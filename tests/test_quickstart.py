@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfopt import config, pipeline
 from tfopt.evaluate.litert import TfliteRunner
 from tfopt.evaluate.weights import overall_sparsity, tflite_weight_stats
 
@@ -18,11 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def quickstart(tmp_path_factory):
-    out = tmp_path_factory.mktemp("qs")
-    cfg = config.load(ROOT / "pipelines" / "quickstart.yaml")
-    run = pipeline.run(cfg, root=out, log=lambda _: None)
-    return out, run
+def quickstart(quickstart_run):
+    return quickstart_run  # tests/conftest.py: run once per session, the report tests read it too
 
 
 def test_baseline_accuracy_on_real_digits(quickstart) -> None:

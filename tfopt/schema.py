@@ -249,6 +249,31 @@ class EvaluateConfig(Strict):
     threads: int = Field(1, gt=0)
 
 
+# What the report's recommendation may minimise; tfopt.report.recommend.OBJECTIVES computes them (a test keeps
+# the two in step: the schema sits below the report and cannot import it).
+Objective = Literal["gzip_bytes", "size_bytes", "latency_p50", "macs"]
+
+
+class ReportConfig(Strict):
+    """How the report picks the file to deploy: the smallest ``objective`` within an accuracy budget.
+
+    The budget is on **validation** accuracy against the baseline's float32 file; test figures are
+    only reported for the chosen file. See docs/reports.md.
+
+    Example::
+
+        report: {max_accuracy_drop: 0.01, objective: gzip_bytes}     # at most 1 point lost (the defaults)
+        report: {max_accuracy_drop: 0.02, relative: true}           # at most 2% of the baseline's accuracy
+        report: {objective: latency_p50}                             # the fastest file within 1 point
+    """
+
+    max_accuracy_drop: float = Field(
+        0.01, ge=0, le=1, description="validation accuracy a file may lose, as a fraction (0.01 = 1 point)"
+    )
+    relative: bool = Field(False, description="true: max_accuracy_drop is a fraction of the baseline's accuracy")
+    objective: Objective = Field("gzip_bytes", description="what the chosen file minimises")
+
+
 class PipelineConfig(Strict):
     """A whole pipeline: data, model, baseline training, variants, exports."""
 
@@ -261,6 +286,7 @@ class PipelineConfig(Strict):
     variants: dict[str, VariantConfig] = Field(default_factory=dict)
     export: list[ExportSpec] = Field(default_factory=lambda: [ExportSpec(format="float32")])
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @field_validator("name")
     @classmethod

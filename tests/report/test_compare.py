@@ -59,10 +59,10 @@ def test_compare_report_is_relative_to_the_first_baseline(tmp_path: Path) -> Non
     b = _run("slow", p50_scale=2.0).save(tmp_path / "b" / "run.json")
     written = compare([a, b.parent], tmp_path / "cmp")  # a folder holding run.json works too
     md = written["markdown"].read_text(encoding="utf-8")
-    speed_up = 11  # the speed-up column (weights, MACs and MACs ratio follow it)
+    speed_up = 12  # the speed-up column (weights, MACs and MACs ratio follow it)
     assert _row(md, "fast/baseline", "float32")[speed_up] == "1.00x"
     assert _row(md, "slow/pruned", "int8")[speed_up] == "2.00x"  # 2.0 ms reference / (0.5 ms * 2)
-    assert _row(md, "slow/pruned", "int8")[6] == "8.0x"  # gzip 40,000 / 5,000
+    assert _row(md, "slow/pruned", "int8")[7] == "8.0x"  # gzip 40,000 / 5,000
     assert "different test sets" not in md and "different machines" not in md
     html = written["html"].read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html

@@ -127,10 +127,11 @@ def run_json(tmp_path: Path) -> Path:
 
 def test_render_writes_all_files(run_json: Path) -> None:
     written = render(run_json)
-    assert set(written) == {"markdown", "html", "accuracy_vs_size", "latency", "sparsity"}
+    plots = ("accuracy_vs_size", "accuracy_vs_latency", "latency", "sparsity")
+    assert set(written) == {"markdown", "html", *plots}
     for key, path in written.items():
         assert path.parent == run_json.parent and path.stat().st_size > 0, key
-    for key in ("accuracy_vs_size", "latency", "sparsity"):
+    for key in plots:
         assert written[key].read_bytes()[:8] == PNG_MAGIC
         assert written[key].name == f"{key}.png"
 
@@ -141,15 +142,16 @@ def test_markdown_table_arithmetic(run_json: Path) -> None:
     base_acc, _, base_gz, _, base_p50, _ = SYNTHETIC[("baseline", "float32")]
     cells = _md_row(md, "pruned", "int8")
     assert cells[2] == f"{acc * 100:.2f}%"
-    assert cells[3] == f"{(acc - base_acc) * 100:+.2f} pp" == "-1.20 pp"
-    assert cells[5] == f"{gz / 1024:,.1f}"
-    assert cells[6] == f"{base_gz / gz:.1f}x" == "8.0x"
-    assert cells[11] == f"{base_p50 / p50:.2f}x" == "2.50x"
+    assert cells[3] == "–"  # no validation accuracy in this synthetic record
+    assert cells[4] == f"{(acc - base_acc) * 100:+.2f} pp" == "-1.20 pp"
+    assert cells[6] == f"{gz / 1024:,.1f}"
+    assert cells[7] == f"{base_gz / gz:.1f}x" == "8.0x"
+    assert cells[12] == f"{base_p50 / p50:.2f}x" == "2.50x"
     # The reference row compares to itself; the Keras row has no latency or diff.
-    assert _md_row(md, "baseline", "float32")[3:7:3] == ["+0.00 pp", "1.0x"]
+    assert _md_row(md, "baseline", "float32")[4:8:3] == ["+0.00 pp", "1.0x"]
     keras = _md_row(md, "baseline", "keras")
-    assert keras[8] == keras[9] == keras[11] == "–"
-    for name in ("accuracy_vs_size.png", "latency.png", "sparsity.png"):
+    assert keras[9] == keras[10] == keras[12] == "–"
+    for name in ("accuracy_vs_size.png", "accuracy_vs_latency.png", "latency.png", "sparsity.png"):
         assert f"]({name})" in md
 
 
@@ -187,16 +189,18 @@ def test_delta_falls_back_to_keras_baseline(tmp_path: Path) -> None:
     acc = SYNTHETIC[("pruned", "int8")][0]
     base_keras_acc = SYNTHETIC[("baseline", "keras")][0]
     cells = _md_row(md, "pruned", "int8")
-    assert cells[3] == f"{(acc - base_keras_acc) * 100:+.2f} pp"
-    assert cells[6] == cells[11] == "–"  # no float32 reference for ratios
+    assert cells[4] == f"{(acc - base_keras_acc) * 100:+.2f} pp"
+    assert cells[7] == cells[12] == "–"  # no float32 reference for ratios
 
 
 def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
     run = _synthetic_run({"pruned": "prune<50%>&co"})
     html = render(run.save(tmp_path / "run.json"))["html"].read_text(encoding="utf-8")
-    assert html.count("data:image/png;base64,") == 3
+    assert html.count("data:image/png;base64,") == 2  # latency and sparsity bars; the trade-off plots are SVG
+    assert html.count("<svg") == 2 and html.count('class="tfopt-point"') == 2 * 4  # 4 exported files per plot
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.IGNORECASE)
-    assert "<script" not in html.lower() and "<link" not in html.lower()
+    assert "http:" not in html and "https:" not in html  # not even an XML namespace: nothing to fetch, offline
+    assert html.lower().count("<script") == 1 and "<script src" not in html.lower() and "<link" not in html.lower()
     assert "prune&lt;50%&gt;&amp;co" in html and "prune<50%>" not in html
     assert "<details>" in html and "no weights" in html
 

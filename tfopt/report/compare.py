@@ -120,10 +120,10 @@ def compare(run_jsons: Sequence[Union[str, Path]], out_dir: Union[str, Path]) ->
     runs = [_read(p) for p in run_jsons]  # all read before anything is written
     names = _unique_names(runs)
     merged = merge_runs(runs, names)
-    # The single-run report's sections after its header, so new sections show up here too.
-    blocks = (
-        _overview(runs, names, [str(p) for p in run_jsons])
-        + _render.build_blocks(merged)[len(_render._header(merged)) :]
+    # The single-run report's sections but its title, recommendation and header, so new sections show up here too.
+    own = (_render._title, _render._recommendation, _render._header)
+    blocks = _overview(runs, names, [str(p) for p in run_jsons]) + _render.build_blocks(
+        merged, [s for s in _render.SECTIONS if s not in own]
     )
     out_dir = Path(out_dir)
     written: dict[str, Path] = {}

@@ -8,19 +8,27 @@ notebook), since ``Figure.savefig`` renders PNG without any GUI backend anyway.
 
 from __future__ import annotations
 
+import html
 import io
+import math
 import re
 import sys
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
 
 import matplotlib
+import matplotlib.lines
 
 if "matplotlib.pyplot" not in sys.modules:
     matplotlib.use("Agg")
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
+from tfopt.report.recommend import OBJECTIVES, pareto_front  # noqa: E402
 from tfopt.results import Result  # noqa: E402
 
 DPI = 110
@@ -45,8 +53,9 @@ _OP_PARTS = {
 }
 
 
-def _png(fig: Figure) -> bytes:
-    fig.tight_layout()
+def _png(fig: Figure, layout: bool = True) -> bytes:
+    if layout:
+        fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return buf.getvalue()
@@ -62,64 +71,229 @@ def _ordered(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def plot_accuracy_vs_size(results: Sequence[Result], baseline: str) -> Optional[bytes]:
-    """Scatter accuracy against gzip size, the trade-off the whole pipeline is about.
+@dataclass(frozen=True)
+class Plot:
+    """A drawn figure: PNG for report.md and the files beside it, SVG (a hover title per point) for report.html."""
+
+    png: bytes
+    svg: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Tradeoff:
+    """An accuracy-vs-objective figure before it is saved: tests read its label boxes."""
+
+    fig: Figure
+    labels: list[Text]
+    titles: list[str]  # one hover text per point, in the order of the points' SVG groups
+
+
+# objective -> (axis label, scale of the raw value)
+_AXES: dict[str, tuple[str, float]] = {
+    "gzip_bytes": ("gzip size (KiB)", 1 / 1024),
+    "size_bytes": ("file size (KiB)", 1 / 1024),
+    "latency_p50": ("p50 latency per sample (ms)", 1.0),
+    "macs": ("multiply-accumulates per inference", 1.0),
+}
+_POINT_GID = "tfopt-point-"
+
+
+def _same(a: Result, b: Optional[Result]) -> bool:
+    return b is not None and (a.variant, a.format) == (b.variant, b.format)
+
+
+def tradeoff_figure(
+    results: Sequence[Result],
+    objective: str,
+    baseline: str,
+    recommended: Optional[Result] = None,
+    describe: Callable[[Result], str] = lambda r: f"{r.variant} / {r.format}",
+) -> Optional[Tradeoff]:
+    """Accuracy against an objective for every exported file, the Pareto front drawn and the chosen file starred.
+
+    Accuracy is the validation accuracy when every file has one (what the choice and the front are
+    made on), else the test accuracy without a front (a run.json older than schema 4). Keras rows
+    are left out: they are references, not deployed files. Labels are placed so that none overlaps
+    another or a point (see ``_place_labels``).
 
     Args:
-        results: all results of a run; one point each.
-        baseline: variant name drawn highlighted as the reference.
+        results: all results of a run.
+        objective: the x axis, one of ``recommend.OBJECTIVES``; smaller is better.
+        baseline: the reference variant, labelled in bold.
+        recommended: the file the report recommends, drawn with a star.
+        describe: a point's hover text (variant, format and figures).
 
     Returns:
-        PNG bytes, or None if there are no results.
+        The figure with its labels and hover texts, or None when no file has a value for ``objective``.
     """
-    if not results:
+    fn = OBJECTIVES[objective]
+    axis_label, scale = _AXES[objective]
+    rows = [r for r in results if r.format != "keras" and (fn(r) or 0) > 0 and r.accuracy is not None]
+    if not rows:
         return None
-    fig = Figure(figsize=(7.5, 5))
+    on_val = all(r.val_accuracy is not None for r in rows)
+    xs = [fn(r) * scale for r in rows]
+    ys = [r.val_accuracy if on_val else r.accuracy for r in rows]
+    fig = Figure(figsize=(9.0, max(5.0, 0.2 * len(rows) + 2.5)), dpi=DPI)
+    FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    fig.subplots_adjust(left=0.09, right=0.68, top=0.92, bottom=0.11)
     markers: dict[str, str] = {}
-    formats = _ordered([r.format for r in results])
+    formats = _ordered([r.format for r in rows])
     colors = {f: _COLORS[i % len(_COLORS)] for i, f in enumerate(formats)}
-    for fmt in formats:
-        rows = [r for r in results if r.format == fmt]
-        ax.scatter(
-            [r.gzip_bytes / 1024 for r in rows],
-            [r.accuracy for r in rows],
-            marker=_marker(fmt, markers),
-            color=colors[fmt],
-            s=55,
-            label=fmt,
-            zorder=3,
-        )
-    base = [r for r in results if r.variant == baseline]
-    if base:
-        ax.scatter(
-            [r.gzip_bytes / 1024 for r in base],
-            [r.accuracy for r in base],
-            s=220,
-            facecolors="none",
-            edgecolors="black",
-            linewidths=1.6,
-            label=f"{baseline} (reference)",
-            zorder=4,
-        )
-    for r in results:
-        ax.annotate(
-            r.variant,
-            (r.gzip_bytes / 1024, r.accuracy),
-            textcoords="offset points",
-            xytext=(6, 5),
-            fontsize=8,
-            fontweight="bold" if r.variant == baseline else "normal",
-        )
-    sizes = [r.gzip_bytes / 1024 for r in results if r.gzip_bytes > 0]
-    if sizes and max(sizes) / min(sizes) > 20:
+    for i, r in enumerate(rows):
+        first = rows.index(next(o for o in rows if o.format == r.format)) == i
+        point = ax.scatter(
+            [xs[i]], [ys[i]], marker=_marker(r.format, markers), color=colors[r.format], s=55, zorder=3,
+            label=r.format if first else "_nolegend_",
+        )  # fmt: skip
+        point.set_gid(f"{_POINT_GID}{i}")
+    front = pareto_front(rows, objective) if on_val else []
+    if front:
+        fx, fy = [fn(r) * scale for r in front], [r.val_accuracy for r in front]
+        ax.plot(fx, fy, "--", color="#555555", lw=1.1, zorder=2, label="Pareto front (validation)")
+        ax.scatter(fx, fy, s=170, facecolors="none", edgecolors="#555555", linewidths=1.1, zorder=2)
+    chosen = [i for i, r in enumerate(rows) if _same(r, recommended)]
+    for i in chosen:
+        ax.scatter([xs[i]], [ys[i]], marker="*", s=420, color="#ffd400", edgecolors="black", lw=0.8, zorder=2.5,
+                   label="recommended")  # fmt: skip
+    if max(xs) / min(xs) > 20:
         ax.set_xscale("log")
-    ax.set_xlabel("gzip size (KiB)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Accuracy vs compressed size")
+    ax.set_xlabel(axis_label)
+    ax.set_ylabel("validation accuracy" if on_val else "test accuracy (no validation accuracy recorded)")
+    ax.set_title(f"{'Validation' if on_val else 'Test'} accuracy vs {axis_label.split(' (')[0]}")
     ax.grid(True, alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="best")
-    return _png(fig)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    front_keys = {(r.variant, r.format) for r in front}
+    titles = [
+        describe(r)
+        + (" (recommended)" if i in chosen else "")
+        + (" (on the Pareto front)" if (r.variant, r.format) in front_keys else "")
+        for i, r in enumerate(rows)
+    ]
+    texts = [f"{r.variant} {r.format}" for r in rows]
+    # Half-widths (pixels) of what is drawn at each point: the star, a front ring, or the plain marker.
+    radius = [15 if i in chosen else 10 if (r.variant, r.format) in front_keys else 7 for i, r in enumerate(rows)]
+    first = [0 if i in chosen else 1 if (r.variant, r.format) in front_keys else 2 for i, r in enumerate(rows)]
+    labels = _place_labels(fig, ax, xs, ys, texts, [r.variant == baseline for r in rows], radius, first)
+    return Tradeoff(fig, labels, titles)
+
+
+def _place_labels(
+    fig: Figure,
+    ax,
+    xs: Sequence[float],
+    ys: Sequence[float],
+    texts: Sequence[str],
+    bold: Sequence[bool],
+    radius: Sequence[float],
+    priority: Sequence[int],
+) -> list[Text]:
+    """Put each label next to its point where it overlaps no other label and no point, else in a side column.
+
+    Candidate spots around the point (right, left, above, below, at growing distances) are tried
+    in turn and the first whose box lies inside the axes and clear of every placed label and
+    marker wins. A label with no free spot goes to a column right of the axes, below the legend,
+    in slots one line apart (so they cannot overlap either), joined to its point by a thin line.
+    """
+    fig.canvas.draw()  # fixes the layout (subplots_adjust, no tight_layout): nothing below moves the axes
+    renderer = fig.canvas.get_renderer()
+    area = ax.get_window_extent(renderer)
+    pix = ax.transData.transform(list(zip(xs, ys)))
+    taken = [Bbox.from_bounds(px - r, py - r, 2 * r, 2 * r) for (px, py), r in zip(pix, radius)]
+    to_pt = 72 / fig.dpi
+    legend = ax.get_legend()
+    slot_top = (legend.get_window_extent(renderer).y0 if legend else area.y1) - 12
+    slot_x, slot_y, column_w = area.x1 + 10, slot_top, 0.0
+    width, height = fig.bbox.width, fig.bbox.height
+    labels: list[Text] = [None] * len(texts)  # type: ignore[list-item]
+    for i in sorted(range(len(texts)), key=lambda k: (priority[k], -pix[k][1], pix[k][0])):
+        px, py = pix[i]
+        t = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(0, 0), textcoords="offset points", ha="left", va="bottom",
+                        fontsize=8, fontweight="bold" if bold[i] else "normal", zorder=6)  # fmt: skip
+        box = t.get_window_extent(renderer)
+        w, h = box.width, box.height
+        for gap in (radius[i] + 1, radius[i] + 6, radius[i] + 13, radius[i] + 21):
+            fit = next(
+                (
+                    s
+                    for s in _spots(w, h, gap)
+                    if _free(Bbox.from_bounds(px + s[0], py + s[1], w, h), area, taken, pix, i)
+                ),
+                None,
+            )
+            if fit:
+                t.set_position((fit[0] * to_pt, fit[1] * to_pt))
+                taken.append(t.get_window_extent(renderer))
+                break
+        else:
+            t.remove()
+            if slot_y - h < 4:  # column full: start the next one to its right
+                slot_x, slot_y, column_w = slot_x + column_w + 10, slot_top, 0.0
+            slot_y -= h + 3
+            t = fig.text(slot_x / width, slot_y / height, texts[i], ha="left", va="bottom", fontsize=8,
+                         fontweight="bold" if bold[i] else "normal")  # fmt: skip
+            column_w = max(column_w, w)
+            line = ((px / width, (slot_x - 2) / width), (py / height, (slot_y + h / 2) / height))
+            fig.add_artist(matplotlib.lines.Line2D(*line, transform=fig.transFigure, color="#999999", lw=0.6))
+            taken.append(t.get_window_extent(renderer))
+        labels[i] = t
+    return labels
+
+
+def _spots(w: float, h: float, gap: float) -> list[tuple[float, float]]:
+    """Offsets (pixels) of a w x h label's lower-left corner around a point: right, left, above, below, corners."""
+    side = [(gap, -h / 2), (-w - gap, -h / 2), (-w / 2, gap), (-w / 2, -h - gap)]
+    return side + [(dx, dy) for dx in (gap, -w - gap) for dy in (gap * 0.4, -h - gap * 0.4)]
+
+
+def _free(box: Bbox, area: Bbox, taken: Sequence[Bbox], pix: Sequence, own: int) -> bool:
+    """Inside the axes, clear of every taken box, and nearer its own point than any other (so it reads as its label)."""
+    inside = box.x0 >= area.x0 + 2 and box.x1 <= area.x1 - 2 and box.y0 >= area.y0 + 2 and box.y1 <= area.y1 - 2
+    if not inside or any(box.overlaps(o) for o in taken):
+        return False
+
+    def gap(p) -> float:
+        return math.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1))
+
+    mine = gap(pix[own])
+    others = [gap(p) for p in pix if math.hypot(p[0] - pix[own][0], p[1] - pix[own][1]) > 4]  # 4 px: the same spot
+    return all(mine <= d for d in others)
+
+
+def _svg(fig: Figure, titles: Sequence[str]) -> str:
+    """The figure as inline SVG for the HTML page: a <title> (hover text) in each point's group, no external URL.
+
+    The XML prolog and its DTD link are dropped and the namespace attributes removed (HTML's parser
+    puts inline <svg> in the SVG namespace itself), so the page names no URL at all.
+    """
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "tfopt", "svg.fonttype": "path"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg") :]
+    svg = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", svg, count=3)
+    for i, title in enumerate(titles):
+        svg = svg.replace(
+            f'<g id="{_POINT_GID}{i}">',
+            f'<g id="{_POINT_GID}{i}" class="tfopt-point"><title>{html.escape(title)}</title>',
+            1,
+        )
+    return svg
+
+
+def plot_tradeoff(
+    results: Sequence[Result],
+    objective: str,
+    baseline: str,
+    recommended: Optional[Result] = None,
+    describe: Callable[[Result], str] = lambda r: f"{r.variant} / {r.format}",
+) -> Optional[Plot]:
+    """``tradeoff_figure`` saved as PNG and as SVG with hover titles; None when there is nothing to draw."""
+    drawn = tradeoff_figure(results, objective, baseline, recommended, describe)
+    if drawn is None:
+        return None
+    return Plot(_png(drawn.fig, layout=False), _svg(drawn.fig, drawn.titles))
 
 
 def plot_latency(results: Sequence[Result]) -> Optional[bytes]:

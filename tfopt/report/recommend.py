@@ -45,10 +45,11 @@ class Budget:
         return reference * (1 - self.max_drop) if self.relative else reference - self.max_drop
 
     def describe(self) -> str:
+        points = self.max_drop * 100
         return (
             f"at most {self.max_drop:.1%} of its accuracy"
             if self.relative
-            else f"at most {self.max_drop * 100:g} points"
+            else f"at most {points:g} point{'' if points == 1 else 's'}"
         )
 
 
@@ -138,6 +139,36 @@ def recommend(
     else:
         best, met = max(rows, key=lambda r: (r.val_accuracy, -fn(r))), False
     return Recommendation(best, reference, objective, budget, met, pareto_front(rows, objective))
+
+
+def unavailable_reason(run: Run, objective: str = "gzip_bytes") -> str:
+    """Why ``recommend`` found nothing to choose, in words a user can act on (for the report).
+
+    Called when ``recommend`` returned None: no validation split, a run.json older than schema
+    version 4, no baseline float32 file to measure against, or no file with a value for ``objective``.
+    """
+    fn, exported = _objective(objective), [r for r in run.results if r.format != "keras"]
+    data = run.config.get("data", {}) if isinstance(run.config, dict) else {}
+    if not exported:
+        return "the run exported no file."
+    if all(r.val_accuracy is None for r in run.results):
+        if isinstance(data, dict) and data.get("val_fraction") == 0:
+            return (
+                "the run has no validation split (data.val_fraction: 0), and a file is never chosen on the test "
+                "split. Fix: set data.val_fraction (e.g. 0.1) and run the pipeline again."
+            )
+        return (
+            "this run.json records no validation accuracy (it was written before run.json schema version 4, or "
+            "without a validation split), and a file is never chosen on the test split. Fix: run the pipeline "
+            "again with this tfopt."
+        )
+    if not any(fn(r) is not None for r in exported):
+        known = ", ".join(OBJECTIVES)
+        return f"no exported file has a {objective} figure. Fix: choose another report.objective ({known})."
+    return (
+        "there is no baseline float32 file with a validation accuracy to measure the accuracy budget against. "
+        "Fix: keep float32 in the pipeline's export list."
+    )
 
 
 def _objective(name: str) -> Callable[[Result], Optional[float]]:

@@ -1,23 +1,34 @@
 """Render a run record into ``report.md``, a self-contained ``report.html`` and PNG plots.
 
-The report is built once as a small list of neutral blocks (heading, table, image, ...) and then
-written out twice, so the Markdown and HTML versions can never disagree. Only ``run.json`` is read:
-this module must never import TensorFlow, so reports re-render anywhere in seconds.
+The report is built once as a small list of neutral blocks (heading, table, image, ...) by a list of
+section functions (``SECTIONS``) and then written out twice, so the Markdown and HTML versions can
+never disagree. It opens with the file to deploy (``tfopt.report.recommend``, settings from the
+pipeline's ``report:`` section). The HTML page is one offline file: inline CSS, a few lines of
+inline JavaScript to sort the results table, the trade-off plots as inline SVG with a hover title
+per point, no URL anywhere. Only ``run.json`` is read: this module must never import TensorFlow,
+so reports re-render anywhere in seconds.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
+import pydantic
+
 from tfopt.errors import TfoptError
 from tfopt.io import atomic_write_bytes, atomic_write_text
+from tfopt.options import describe_errors
 from tfopt.report import plots
+from tfopt.report.recommend import OBJECTIVES, Recommendation, candidates, recommend, unavailable_reason
 from tfopt.results import Result, Run, load_run
+from tfopt.schema import ReportConfig
 
 MISSING = "–"
 BASELINE_VARIANT = "baseline"
@@ -47,6 +58,7 @@ class _Table:
     headers: list[str]
     rows: list[list[str]]
     align: str  # one of "l"/"r" per column
+    sortable: bool = False  # HTML: click a header to sort by that column
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,15 @@ class _Image:
     filename: str
     alt: str
     png: bytes
+    svg: Optional[str] = None  # HTML draws this instead (hover titles), Markdown links the PNG
+
+
+@dataclass(frozen=True)
+class _Callout:
+    """The decision: one headline and its reasons, shown first and set apart."""
+
+    headline: str
+    items: list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -133,11 +154,14 @@ def _model_source(run: Run) -> str:
     return str(model.get("name") or model.get("path") or "model")
 
 
+def _title(run: Run) -> list[Any]:
+    return [_Heading(1, f"tfopt report: {run.pipeline}")]
+
+
 def _header(run: Run) -> list[Any]:
     d = run.dataset
     dataset = f"{d.name}: {d.num_test} test examples, {d.num_classes} classes, source {d.source}"
     return [
-        _Heading(1, f"tfopt report: {run.pipeline}"),
         _KeyValues(
             [
                 ("Pipeline", run.pipeline),
@@ -149,6 +173,121 @@ def _header(run: Run) -> list[Any]:
             ]
         ),
     ]
+
+
+def report_settings(run: Run) -> ReportConfig:
+    """The run's ``report:`` settings (``config.report`` in run.json), defaults for files written without them.
+
+    Raises:
+        TfoptError: a hand-edited ``config.report`` that breaks the schema, naming the key.
+    """
+    raw = run.config.get("report") if isinstance(run.config, dict) else None
+    try:
+        return ReportConfig.model_validate(raw or {})
+    except pydantic.ValidationError as e:
+        problem = describe_errors(e, ReportConfig, ("config", "report"))[0][1]
+        raise TfoptError(f"run.json {problem}") from None
+
+
+def _decide(run: Run) -> Optional[Recommendation]:
+    s = report_settings(run)
+    return recommend(run, s.max_accuracy_drop, s.objective, s.relative)
+
+
+def _settings_text(s: ReportConfig) -> str:
+    """The settings as YAML, each marked (default) where it is one."""
+    defaults = ReportConfig()
+    parts = []
+    for key in ("max_accuracy_drop", "relative", "objective"):
+        value = getattr(s, key)
+        shown = str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else value
+        parts.append(f"{key}: {shown}" + (" (default)" if value == getattr(defaults, key) else ""))
+    return "report: {" + ", ".join(parts) + "}"
+
+
+def _gains(r: Result, ref: Result, objective: str) -> str:
+    """What the chosen file buys against the reference: size, speed, the objective, test accuracy."""
+    out = []
+    if _ok(r.gzip_bytes) and r.gzip_bytes > 0 and ref.gzip_bytes > 0:
+        out.append(f"{ref.gzip_bytes / r.gzip_bytes:.1f}x smaller (gzip) than {ref.variant} {ref.format}")
+    if objective == "size_bytes" and r.size_bytes > 0:
+        out.append(f"{ref.size_bytes / r.size_bytes:.1f}x smaller file")
+    if r.latency_ms and ref.latency_ms and r.latency_ms.p50 > 0 and ref.latency_ms.p50 > 0:
+        speed = ref.latency_ms.p50 / r.latency_ms.p50
+        out.append(f"{speed:.2f}x faster (p50)" if speed >= 1 else f"{1 / speed:.2f}x slower (p50)")
+    if objective == "macs" and r.macs and ref.macs:
+        out.append(f"{ref.macs / r.macs:.2f}x fewer MACs")
+    if _ok(r.accuracy) and _ok(ref.accuracy):
+        out.append(f"{(r.accuracy - ref.accuracy) * 100:+.2f} points on test")
+    return ", ".join(out)
+
+
+def _recommendation(run: Run) -> list[Any]:
+    """The file to deploy and why, first thing in the report; chosen on validation, test figures only reported."""
+    settings = report_settings(run)
+    rec = _decide(run)
+    change = (
+        "set e.g. report: {max_accuracy_drop: 0.02, objective: latency_p50} in the pipeline YAML (objectives: "
+        f"{', '.join(OBJECTIVES)}; relative: true makes the drop a fraction of the reference's accuracy); "
+        "for this run, edit config.report in run.json and run tfopt report run.json. See docs/reports.md."
+    )
+    blocks: list[Any] = [_Heading(2, "Recommendation")]
+    if rec is None:
+        head = f"Cannot choose a file to deploy: {unavailable_reason(run, settings.objective)}"
+        return blocks + [_Callout(head, [("Settings", _settings_text(settings)), ("To change", change)])]
+    r, ref = rec.result, rec.reference
+    why = f"chosen on validation accuracy: {rec.reason()}."
+    if rec.met and (r.variant, r.format) != (ref.variant, ref.format):
+        head = f"Deploy {r.path}: {_gains(r, ref, settings.objective)}."
+    elif rec.met:  # the reference itself: no file with a better objective is within the budget
+        fn = OBJECTIVES[settings.objective]
+        better = [o for o in candidates(run.results, settings.objective) if fn(o) < fn(ref)]
+        why = (
+            f"every file with a lower {settings.objective} loses more than {rec.budget.describe()} of validation "
+            f"accuracy against {ref.variant}/{ref.format}, so the reference itself is the best within the budget."
+        )
+        head = (
+            f"No file meets the budget ({rec.budget.describe()} of validation accuracy against {ref.variant} "
+            f"{ref.format}) with a lower {settings.objective} than {ref.variant} {ref.format} itself: keep {ref.path}."
+        )
+        if better:
+            r = max(better, key=lambda o: (o.val_accuracy, -fn(o)))
+            lost = (ref.val_accuracy - r.val_accuracy) * 100
+            gains = _gains(r, ref, settings.objective)
+            head += f" The closest is {r.path}: {gains}, {lost:.2f} points below on validation."
+    else:
+        head = (
+            f"No file meets the budget ({rec.budget.describe()} of validation accuracy against {ref.variant} "
+            f"{ref.format}). The closest is {r.path}: {_gains(r, ref, settings.objective)}."
+        )
+    test = (
+        f"{_pct(r.accuracy)} for {r.variant}/{r.format} against {_pct(ref.accuracy)} for {ref.variant}/{ref.format}; "
+        "reported for the chosen file, never used to choose it."
+    )
+    items = [
+        ("Why", why),
+        ("Validation", f"{_pct(r.val_accuracy)} against {_pct(ref.val_accuracy)} for {ref.variant}/{ref.format}."),
+        ("Test", test),
+        (
+            "Pareto front",
+            f"{', '.join(f'{x.variant}/{x.format}' for x in rec.front)} (no other file has a better validation "
+            f"accuracy and {settings.objective} at once; highlighted in the plots).",
+        ),
+        ("Settings", _settings_text(settings)),
+        ("To change", change),
+    ]
+    return blocks + [_Callout(head, items)]
+
+
+def _describe_point(r: Result) -> str:
+    """A plotted file's hover text: variant, format and its figures."""
+    lat = r.latency_ms
+    return (
+        f"{r.variant} / {r.format}: validation {_pct(r.val_accuracy)}, test {_pct(r.accuracy)}, "
+        f"gzip {_kib(r.gzip_bytes)} KiB, size {_kib(r.size_bytes)} KiB, "
+        f"p50 {_fmt(lat.p50 if lat else None, '.3f')} ms, "
+        f"MACs {_count(r.macs)}, sparsity {_pct(r.sparsity)}"
+    )
 
 
 def _results_table(run: Run) -> list[Any]:
@@ -164,6 +303,7 @@ def _results_table(run: Run) -> list[Any]:
                 r.variant,
                 r.format,
                 _pct(r.accuracy),
+                _pct(r.val_accuracy),
                 _fmt((r.accuracy - ref_acc.accuracy) * 100 if ref_acc and _ok(r.accuracy) else None, "+.2f", " pp"),
                 _kib(r.size_bytes),
                 _kib(r.gzip_bytes),
@@ -181,8 +321,9 @@ def _results_table(run: Run) -> list[Any]:
     headers = [
         "variant",
         "format",
-        "accuracy",
-        "Δ accuracy",
+        "test accuracy",
+        "val accuracy",
+        "Δ test accuracy",
         "size (KiB)",
         "gzip (KiB)",
         "compression",
@@ -197,11 +338,13 @@ def _results_table(run: Run) -> list[Any]:
     ]
     notes = []
     if ref_acc:
-        notes.append(f"Δ accuracy is in percentage points vs {ref_acc.variant}/{ref_acc.format}.")
+        notes.append(f"Δ test accuracy is in percentage points vs {ref_acc.variant}/{ref_acc.format}.")
+    notes.append("val accuracy is the file's accuracy on the validation split, what the recommendation is chosen on.")
     if ref32:
         notes.append(f"Compression and speed-up are {base}/float32's gzip size and p50 latency divided by the row's.")
     else:
         notes.append(f"No {base}/float32 row, so compression and speed-up are not computed.")
+    notes.append("In report.html, click a column header to sort the table by it.")
     notes.append(
         "max |Δ| compares each exported file's outputs with its Keras model's on test inputs; ✗ marks a tolerance miss."
     )
@@ -212,7 +355,7 @@ def _results_table(run: Run) -> list[Any]:
     )
     return [
         _Heading(2, "Results"),
-        _Table(headers, rows, "llrrrrrrrrrrrrr"),
+        _Table(headers, rows, "llrrrrrrrrrrrrrr", sortable=True),
         _Para(" ".join(notes)),
         *_files_to_keep(run),
     ]
@@ -290,24 +433,37 @@ def _not_exported(run: Run) -> list[Any]:
 
 def _plots(run: Run) -> list[Any]:
     blocks: list[Any] = [_Heading(2, "Plots")]
-    specs: list[tuple[str, str, Callable[[], Optional[bytes]], str]] = [
-        (
-            "accuracy_vs_size",
-            "Accuracy vs gzip size",
-            lambda: plots.plot_accuracy_vs_size(run.results, _baseline_variant(run)),
-            "No results to plot.",
-        ),
-        ("latency", "Latency p50 / p90", lambda: plots.plot_latency(run.results), "No latency was measured."),
+    rec, base = _decide(run), _baseline_variant(run)
+    chosen = rec.result if rec else None
+
+    def tradeoff(objective: str) -> Callable[[], Optional[plots.Plot]]:
+        return lambda: plots.plot_tradeoff(run.results, objective, base, chosen, _describe_point)
+
+    def png(draw: Callable[[], Optional[bytes]]) -> Callable[[], Optional[plots.Plot]]:
+        return lambda: (lambda b: plots.Plot(b) if b is not None else None)(draw())
+
+    specs: list[tuple[str, str, Callable[[], Optional[plots.Plot]], str]] = [
+        ("accuracy_vs_size", "Accuracy vs gzip size", tradeoff("gzip_bytes"), "No exported file to plot."),
+        ("accuracy_vs_latency", "Accuracy vs latency", tradeoff("latency_p50"), "No latency was measured."),
+        ("latency", "Latency p50 / p90", png(lambda: plots.plot_latency(run.results)), "No latency was measured."),
         (
             "sparsity",
             "Per-layer sparsity",
-            lambda: plots.plot_sparsity(run.results),
+            png(lambda: plots.plot_sparsity(run.results)),
             "No per-layer statistics recorded.",
         ),
     ]
     for key, alt, draw, empty in specs:
-        png = draw()
-        blocks.append(_Image(f"{key}.png", alt, png) if png is not None else _Para(f"{alt}: {empty}"))
+        plot = draw()
+        blocks.append(_Image(f"{key}.png", alt, plot.png, plot.svg) if plot is not None else _Para(f"{alt}: {empty}"))
+    blocks.append(
+        _Para(
+            "The accuracy plots draw the exported files (not the Keras models) at their validation accuracy, the "
+            "split the recommendation is chosen on: the dashed line joins the Pareto front on that plot's axis "
+            "(no other file is both more accurate and smaller, or faster), the star marks the recommended file, "
+            "bold labels the baseline. In report.html, hover over a point for its figures."
+        )
+    )
     return blocks
 
 
@@ -531,19 +687,30 @@ def _training(run: Run) -> list[Any]:
     return blocks
 
 
-def build_blocks(run: Run) -> list[Any]:
-    """Lay out the whole report as neutral blocks, shared by the Markdown and HTML writers."""
-    return (
-        _header(run)
-        + _results_table(run)
-        + _distillation(run)
-        + _not_exported(run)
-        + _quantizer(run)
-        + _plots(run)
-        + _layers(run)
-        + _transforms(run)
-        + _training(run)
-    )
+SECTIONS: list[Callable[[Run], list[Any]]] = [
+    _title,
+    _recommendation,
+    _header,
+    _results_table,
+    _distillation,
+    _not_exported,
+    _quantizer,
+    _plots,
+    _layers,
+    _transforms,
+    _training,
+]
+"""The report's sections in order; each maps a run to its blocks (an empty list leaves it out)."""
+
+
+def build_blocks(run: Run, sections: Optional[Sequence[Callable[[Run], list[Any]]]] = None) -> list[Any]:
+    """Lay out the whole report as neutral blocks, shared by the Markdown and HTML writers.
+
+    Args:
+        run: the run record.
+        sections: default ``SECTIONS`` (read at call time, so a section added to it is rendered).
+    """
+    return [block for section in (SECTIONS if sections is None else sections) for block in section(run)]
 
 
 # --- Markdown ------------------------------------------------------------------------------------
@@ -574,6 +741,9 @@ def _md_blocks(blocks: Sequence[Any]) -> list[str]:
         elif isinstance(b, _Details):
             out.append(f"**{_md(b.summary)}**")
             out += _md_blocks(b.blocks)
+        elif isinstance(b, _Callout):
+            lines = [f"> **{_md(b.headline)}**", ">"] + [f"> - **{_md(k)}:** {_md(v)}" for k, v in b.items]
+            out.append("\n".join(lines))
     return out
 
 
@@ -601,6 +771,53 @@ img { max-width: 100%; display: block; margin: .8rem 0; border: 1px solid #eee; 
 details { margin: .4rem 0; }
 summary { cursor: pointer; font-weight: 600; }
 p.note { color: #555; font-size: .88rem; }
+section.rec { border: 2px solid #2ca02c; background: #f3fbf3; border-radius: 6px; padding: .6rem 1rem; }
+section.rec.none { border-color: #d62728; background: #fdf3f3; }
+section.rec p.headline { font-size: 1.1rem; font-weight: 600; margin: .2rem 0 .5rem; }
+table.sortable th { cursor: pointer; user-select: none; }
+table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; }
+table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
+figure.plot { margin: .8rem 0; border: 1px solid #eee; }
+figure.plot svg { width: 100%; max-width: 960px; height: auto; display: block; }
+figure.plot g.tfopt-point { cursor: help; }
+"""
+
+# Click a header of a sortable table: sort its rows by that column (numbers as numbers, "–" last), again to reverse.
+_JS = """
+(function () {
+  function key(cell) {
+    var t = cell.textContent.trim().replace(/,/g, "");
+    if (t === "" || t === "\u2013") return null;
+    var m = t.match(/^[+-]?(\\d+\\.?\\d*|\\.\\d+)(e[+-]?\\d+)?/i);
+    if (!m) return t.toLowerCase();
+    var scale = {k: 1e3, M: 1e6, G: 1e9}[t.charAt(m[0].length)] || 1;
+    return parseFloat(m[0]) * scale;
+  }
+  function compare(a, b) {
+    if (typeof a === typeof b) return a < b ? -1 : a > b ? 1 : 0;
+    return typeof a === "number" ? -1 : 1;
+  }
+  document.querySelectorAll("table.sortable").forEach(function (table) {
+    var heads = table.tHead.rows[0].cells;
+    Array.prototype.forEach.call(heads, function (th, col) {
+      th.title = "Sort by " + th.textContent;
+      th.addEventListener("click", function () {
+        var asc = th.getAttribute("aria-sort") !== "ascending";
+        Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+        th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+        var body = table.tBodies[0];
+        var rows = Array.prototype.slice.call(body.rows).map(function (row, i) {
+          return {row: row, key: key(row.cells[col]), i: i};
+        });
+        rows.sort(function (a, b) {
+          if (a.key === null || b.key === null) return (a.key === null) - (b.key === null) || a.i - b.i;
+          return (asc ? 1 : -1) * compare(a.key, b.key) || a.i - b.i;
+        });
+        rows.forEach(function (r) { body.appendChild(r.row); });
+      });
+    });
+  });
+})();
 """
 
 
@@ -624,41 +841,66 @@ def _html_blocks(blocks: Sequence[Any]) -> list[str]:
                 "<tr>" + "".join(f'<td class="{a}">{_e(c)}</td>' for a, c in zip(b.align, row)) + "</tr>"
                 for row in b.rows
             )
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            cls = ' class="sortable"' if b.sortable else ""
+            out.append(f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif isinstance(b, _Image) and b.svg is not None:
+            out.append(
+                f'<figure class="plot" id="plot-{_e(Path(b.filename).stem)}" role="img" aria-label="{_e(b.alt)}">'
+                f"{_scoped_svg(b.svg, Path(b.filename).stem)}</figure>"
+            )
         elif isinstance(b, _Image):
             data = base64.b64encode(b.png).decode("ascii")
             out.append(f'<img alt="{_e(b.alt)}" src="data:image/png;base64,{data}">')
+        elif isinstance(b, _Callout):
+            items = "".join(f"<li><strong>{_e(k)}:</strong> {_e(v)}</li>" for k, v in b.items)
+            cls = "rec" if b.headline.startswith("Deploy ") else "rec none"  # a red frame: nothing to deploy
+            out.append(
+                f'<section class="{cls}" id="recommendation"><p class="headline">{_e(b.headline)}</p>'
+                f'<ul class="kv">{items}</ul></section>'
+            )
         elif isinstance(b, _Details):
             inner = "\n".join(_html_blocks(b.blocks))
             out.append(f"<details><summary>{_e(b.summary)}</summary>\n{inner}\n</details>")
     return out
 
 
+def _scoped_svg(svg: str, scope: str) -> str:
+    """Prefix the ids of one inline SVG (and the references to them) so that several SVGs share a page safely."""
+    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{scope}-{m.group(1)}"', svg)
+    svg = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{scope}-{m.group(1)}"', svg)
+    return re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{scope}-{m.group(1)})", svg)
+
+
 def to_html(blocks: Sequence[Any], title: str) -> str:
-    """Write blocks as one self-contained HTML page: inline CSS, images as data URIs, no links."""
+    """Write blocks as one self-contained, offline HTML page: inline CSS, JS and SVG, PNGs as data URIs, no URL."""
     body = "\n".join(_html_blocks(blocks))
     return (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{_e(title)}</title>\n'
-        f"<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+        f"<style>{_CSS}</style>\n</head>\n<body>\n{body}\n<script>{_JS}</script>\n</body>\n</html>\n"
     )
 
 
 # --- entry point ---------------------------------------------------------------------------------
 
 
-def render(run: Union[Run, str, Path], out_dir: Optional[Path] = None) -> dict[str, Path]:
+def render(
+    run: Union[Run, str, Path], out_dir: Optional[Path] = None, report: Optional[ReportConfig] = None
+) -> dict[str, Path]:
     """Render a run into Markdown, self-contained HTML and PNG plots.
 
     Args:
         run: a ``Run``, or the path of its ``run.json`` (or of the folder holding it).
         out_dir: where to write; defaults to the folder holding ``run.json``. Required for a ``Run``.
+        report: recommendation settings to use instead of the run's ``config.report``
+            (e.g. ``ReportConfig(objective="latency_p50")``); they are shown in the report.
 
     Returns:
         Paths written: ``markdown``, ``html`` and one per plot drawn (``accuracy_vs_size``,
-        ``latency``, ``sparsity``; a plot with nothing to draw is left out).
+        ``accuracy_vs_latency``, ``latency``, ``sparsity``; a plot with nothing to draw is left out).
 
     Raises:
-        TfoptError: if the run file is missing or invalid, or a ``Run`` is given without ``out_dir``.
+        TfoptError: if the run file is missing or invalid (``config.report`` included), or a ``Run``
+            is given without ``out_dir``.
 
     Example:
         >>> render("reports/mnist_prune/run.json")["html"]
@@ -676,6 +918,8 @@ def render(run: Union[Run, str, Path], out_dir: Optional[Path] = None) -> dict[s
         run = load_run(path)
         out_dir = path.parent if out_dir is None else out_dir
     out_dir = Path(out_dir)
+    if report is not None:
+        run = dataclasses.replace(run, config={**run.config, "report": report.model_dump(mode="json")})
     blocks = build_blocks(run)
     written: dict[str, Path] = {}
     for b in blocks:
