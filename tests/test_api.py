@@ -1,0 +1,165 @@
+"""tfopt.optimize: the same run as the YAML route, on real digits, for a tf_keras and a Keras 3 model.
+
+Each backend gets one module-scoped pair of runs (YAML route with ``model: {path: ...}`` and the
+``digits`` dataset; ``optimize`` on the exact arrays ``tfopt.data.load`` gives for that config), both
+pruning with one fine-tune epoch and exporting float32 + int8, latency off: the figures must agree
+to 1e-6, sizes exactly. The other tests read those runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tfopt
+from tfopt import config, pipeline
+from tfopt._keras import keras, keras3
+from tfopt.errors import TfoptError
+
+VARIANTS = {"pruned": [{"prune": {"final_sparsity": 0.5}}]}
+EXPORT = ["float32", "int8"]
+YAML = """
+data: {name: digits}
+model: {path: MODEL}
+train: {epochs: 0, batch_size: 64}
+finetune: {epochs: 1}
+variants:
+  pruned: [{prune: {final_sparsity: 0.5}}]
+export: [float32, int8]
+evaluate: {latency_runs: 0}
+"""
+
+
+def _trained(k, digits):
+    """A small dense classifier trained briefly on the digits train split (an 'already trained' model)."""
+    k.utils.set_random_seed(1)
+    model = k.Sequential(
+        [
+            k.Input(digits.input_shape),
+            k.layers.Flatten(),
+            k.layers.Dense(32, activation="relu"),
+            k.layers.Dense(digits.num_classes, activation="softmax"),
+        ],
+        name="digits_mlp",
+    )
+    model.compile(optimizer=k.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(digits.x_train, digits.y_train, epochs=8, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module", params=["tf_keras", "keras3"])
+def routes(request, digits, tmp_path_factory):
+    """(model, YAML-route run, optimize run) for one Keras kind."""
+    k = keras() if request.param == "tf_keras" else keras3()
+    model = _trained(k, digits)
+    root = tmp_path_factory.mktemp(f"api_{request.param}")
+    model.save(root / "model.keras")
+    yaml_run = pipeline.run(
+        config.loads(YAML.replace("MODEL", str(root / "model.keras")), default_name="yaml_route"),
+        root=root / "yaml",
+        log=lambda _: None,
+    )
+    api_run = tfopt.optimize(
+        model,
+        train=(digits.x_train, digits.y_train),
+        val=(digits.x_val, digits.y_val),
+        test=(digits.x_test, digits.y_test),
+        variants=VARIANTS,
+        export=EXPORT,
+        finetune={"epochs": 1},
+        train_baseline={"epochs": 0, "batch_size": 64},
+        evaluate={"latency_runs": 0},
+        out=root / "api",
+        log=None,
+    )
+    return model, yaml_run, api_run
+
+
+def test_optimize_gives_the_yaml_routes_figures(routes):
+    model, yaml_run, api_run = routes
+    assert api_run.record.model_backend == yaml_run.model_backend
+    pairs = {(r.variant, r.format): r for r in yaml_run.results}
+    assert {(r.variant, r.format) for r in api_run.record.results} == set(pairs)
+    assert {"baseline", "pruned"} <= {v for v, _ in pairs} and {"float32", "int8", "keras"} <= {f for _, f in pairs}
+    for r in api_run.record.results:
+        y = pairs[(r.variant, r.format)]
+        for field in ("accuracy", "val_accuracy", "sparsity"):
+            assert getattr(r, field) == pytest.approx(getattr(y, field), abs=1e-6), (r.variant, r.format, field)
+        assert r.size_bytes == y.size_bytes, (r.variant, r.format)
+        if r.format != "keras":  # a .keras archive holds its save date: its gzip size moves by a few bytes
+            assert r.gzip_bytes == y.gzip_bytes, (r.variant, r.format)
+    # Not a trivially equal pair: pruning reached its target and the baseline classifies digits.
+    pruned = api_run.record.result("pruned", "float32")
+    assert pruned.sparsity == pytest.approx(0.5, abs=0.02)
+    assert api_run.record.result("baseline", "float32").accuracy > 0.8
+    assert api_run.record.dataset.num_val == yaml_run.dataset.num_val > 0
+
+
+def test_an_already_trained_model_is_not_retrained(routes):
+    model, _, api_run = routes
+    saved = [p for p in api_run.models_dir.glob("baseline*") if p.suffix in (".keras", ".h5")]
+    assert len(saved) == 1, sorted(p.name for p in api_run.models_dir.iterdir())
+    k = keras() if api_run.record.model_backend == "tf_keras" else keras3()
+    again = k.models.load_model(saved[0], compile=False)
+    for a, b in zip(again.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert all(t.epochs_run == 0 for t in api_run.record.training if t.variant == "baseline")
+
+
+def test_best_honours_the_budget(routes):
+    _, _, api_run = routes
+    record = api_run.record
+    ref = record.result("baseline", "float32")
+    best = api_run.best(max_accuracy_drop=0.05)
+    assert best is not None and best.format != "keras"
+    assert best.val_accuracy >= ref.val_accuracy - 0.05 - 1e-12
+    within = [r for r in record.results if r.format != "keras" and r.val_accuracy >= ref.val_accuracy - 0.05 - 1e-12]
+    assert best.gzip_bytes == min(r.gzip_bytes for r in within)
+    assert api_run.best(max_accuracy_drop=-1) is None  # 100 points better than the baseline: nothing meets it
+    by_size = api_run.best(max_accuracy_drop=1.0, by="size_bytes")  # anything goes: the smallest file
+    assert by_size.size_bytes == min(r.size_bytes for r in record.results if r.format != "keras")
+
+
+def test_table_and_html(routes):
+    _, _, api_run = routes
+    table = api_run.table()
+    rows = table.to_dict("records") if hasattr(table, "to_dict") else table
+    assert len(rows) == len(api_run.record.results)
+    assert {"variant", "format", "accuracy", "val_accuracy", "gzip_bytes", "path"} <= set(rows[0])
+    page = api_run._repr_html_()
+    assert "<iframe srcdoc=" in page and "tfopt report" in page
+    assert api_run.report_path.is_file()
+
+
+@pytest.mark.parametrize(
+    "variants, words",
+    [
+        ({"pruned": [{"prun": {}}]}, "Unknown transform 'prun'"),
+        ({"pruned": [{"prune": {"final_sparsity": 1.5}}]}, "final_sparsity"),
+        ({"baseline": ["qat"]}, "'baseline' is reserved"),
+    ],
+)
+def test_bad_variants_give_the_yaml_routes_one_line_error(variants, words, digits, tmp_path):
+    model = keras3().Sequential(
+        [keras3().Input(digits.input_shape), keras3().layers.Flatten(), keras3().layers.Dense(10)]
+    )
+    with pytest.raises(TfoptError) as err:
+        tfopt.optimize(model, train=(digits.x_train, digits.y_train), test=(digits.x_test, digits.y_test),
+                       variants=variants, out=tmp_path)  # fmt: skip
+    message = str(err.value)
+    assert words in message and "\n" not in message and message.startswith("tfopt.optimize")
+    assert not (tmp_path / "reports").exists()  # refused before anything is written
+
+
+def test_bad_data_is_refused_in_one_line(digits, tmp_path):
+    model = keras3().Sequential(
+        [keras3().Input(digits.input_shape), keras3().layers.Flatten(), keras3().layers.Dense(10)]
+    )
+    one_hot = np.eye(10)[digits.y_train]
+    with pytest.raises(TfoptError, match="not one-hot") as err:
+        tfopt.optimize(model, train=(digits.x_train, one_hot), test=(digits.x_test, digits.y_test), out=tmp_path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(TfoptError, match="test= is missing"):
+        tfopt.optimize(model, train=(digits.x_train, digits.y_train), out=tmp_path)
+    with pytest.raises(TfoptError, match="Not a Keras model"):
+        tfopt.optimize(object(), train=(digits.x_train, digits.y_train), test=(digits.x_test, digits.y_test))
