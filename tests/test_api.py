@@ -1,9 +1,10 @@
 """tfopt.optimize: the same run as the YAML route, on real digits, for a tf_keras and a Keras 3 model.
 
-Each backend gets one module-scoped pair of runs (YAML route with ``model: {path: ...}`` and the
-``digits`` dataset; ``optimize`` on the exact arrays ``tfopt.data.load`` gives for that config), both
-pruning with one fine-tune epoch and exporting float32 + int8, latency off: the figures must agree
-to 1e-6, sizes exactly. The other tests read those runs.
+Each backend gets one module-scoped pair of runs (the Keras 3 pair under ``-m slow``): the YAML route
+with ``model: {path: ...}`` and the ``digits`` dataset, and ``optimize`` on the exact arrays
+``tfopt.data.load`` gives for that config, both pruning with one fine-tune epoch and exporting
+float32 + int8, latency off. The figures must agree to 1e-6, sizes exactly. The other tests read
+those runs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 import tfopt
 from tfopt import config, pipeline
-from tfopt._keras import keras, keras3
+from tfopt._keras import keras, keras3, tf
 from tfopt.errors import TfoptError
 
 VARIANTS = {"pruned": [{"prune": {"final_sparsity": 0.5}}]}
@@ -47,23 +48,31 @@ def _trained(k, digits):
     return model
 
 
-@pytest.fixture(scope="module", params=["tf_keras", "keras3"])
+# The Keras 3 pair is slow (default-run budget): the example notebook runs a Keras 3 model on arrays in
+# the default run, so the default run covers both Keras kinds and both data forms.
+@pytest.fixture(scope="module", params=["tf_keras-tf.data", pytest.param("keras3-arrays", marks=pytest.mark.slow)])
 def routes(request, digits, tmp_path_factory):
-    """(model, YAML-route run, optimize run) for one Keras kind."""
-    k = keras() if request.param == "tf_keras" else keras3()
+    """(model, YAML-route run, optimize run) for one Keras kind; the tf.data form holds the same arrays
+    (train in batches, test as single pairs), which must change nothing."""
+    kind, form = request.param.split("-")
+    k = keras() if kind == "tf_keras" else keras3()
     model = _trained(k, digits)
-    root = tmp_path_factory.mktemp(f"api_{request.param}")
+    root = tmp_path_factory.mktemp(f"api_{kind}")
     model.save(root / "model.keras")
     yaml_run = pipeline.run(
         config.loads(YAML.replace("MODEL", str(root / "model.keras")), default_name="yaml_route"),
         root=root / "yaml",
         log=lambda _: None,
     )
+    train, test = (digits.x_train, digits.y_train), (digits.x_test, digits.y_test)
+    if form == "tf.data":
+        train = tf().data.Dataset.from_tensor_slices(train).batch(50)
+        test = tf().data.Dataset.from_tensor_slices(test)
     api_run = tfopt.optimize(
         model,
-        train=(digits.x_train, digits.y_train),
+        train=train,
         val=(digits.x_val, digits.y_val),
-        test=(digits.x_test, digits.y_test),
+        test=test,
         variants=VARIANTS,
         export=EXPORT,
         finetune={"epochs": 1},
@@ -93,6 +102,7 @@ def test_optimize_gives_the_yaml_routes_figures(routes):
     assert pruned.sparsity == pytest.approx(0.5, abs=0.02)
     assert api_run.record.result("baseline", "float32").accuracy > 0.8
     assert api_run.record.dataset.num_val == yaml_run.dataset.num_val > 0
+    assert api_run.record.dataset.num_train == yaml_run.dataset.num_train
 
 
 def test_an_already_trained_model_is_not_retrained(routes):
@@ -163,3 +173,11 @@ def test_bad_data_is_refused_in_one_line(digits, tmp_path):
         tfopt.optimize(model, train=(digits.x_train, digits.y_train), out=tmp_path)
     with pytest.raises(TfoptError, match="Not a Keras model"):
         tfopt.optimize(object(), train=(digits.x_train, digits.y_train), test=(digits.x_test, digits.y_test))
+
+
+def test_a_finished_run_is_refused_again_unless_forced(routes, digits):
+    model, _, api_run = routes
+    with pytest.raises(TfoptError, match="force") as err:
+        tfopt.optimize(model, train=(digits.x_train, digits.y_train), test=(digits.x_test, digits.y_test),
+                       variants=VARIANTS, out=api_run.report_path.parents[2], log=None)  # fmt: skip
+    assert "\n" not in str(err.value)

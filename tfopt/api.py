@@ -45,13 +45,17 @@ DEFAULT_VAL_FRACTION = 0.1  # as a YAML pipeline's data.val_fraction
 Data = Union[tuple, Any, str, dict]  # (x, y) arrays, a tf.data.Dataset, a registered dataset's name or data block
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class OptimizeRun:
     """What ``optimize`` returns: the run record, where its files are, and the file to deploy."""
 
     record: Run  # the same record as reports/<name>/run.json
     report_path: Path  # reports/<name>/report.html
     models_dir: Path  # models/<name>/: the exported .tflite and Keras files
+
+    def __repr__(self) -> str:  # the record's repr runs to pages (every layer of every file)
+        files = sum(r.format != "keras" for r in self.record.results)
+        return f"OptimizeRun({self.record.pipeline!r}: {files} exported files, report {str(self.report_path)!r})"
 
     def recommendation(
         self, max_accuracy_drop: float = 0.01, by: str = "gzip_bytes", relative: bool = False
