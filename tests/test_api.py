@@ -9,6 +9,8 @@ those runs.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -49,8 +51,8 @@ def _trained(k, digits):
 
 
 # The Keras 3 pair is slow (default-run budget): the example notebook runs a Keras 3 model on arrays in
-# the default run, so the default run covers both Keras kinds and both data forms.
-@pytest.fixture(scope="module", params=["tf_keras-tf.data", pytest.param("keras3-arrays", marks=pytest.mark.slow)])
+# the default run, and test_tf_data_gives_the_same_splits reads tf.data there.
+@pytest.fixture(scope="module", params=["tf_keras-arrays", pytest.param("keras3-tf.data", marks=pytest.mark.slow)])
 def routes(request, digits, tmp_path_factory):
     """(model, YAML-route run, optimize run) for one Keras kind; the tf.data form holds the same arrays
     (train in batches, test as single pairs), which must change nothing."""
@@ -181,3 +183,52 @@ def test_a_finished_run_is_refused_again_unless_forced(routes, digits):
         tfopt.optimize(model, train=(digits.x_train, digits.y_train), test=(digits.x_test, digits.y_test),
                        variants=VARIANTS, out=api_run.report_path.parents[2], log=None)  # fmt: skip
     assert "\n" not in str(err.value)
+
+
+def test_tf_data_gives_the_same_splits_and_validation_is_carved_as_the_datasets_do(digits):
+    from tfopt.api import in_memory_splits
+    from tfopt.data import stratified_split
+
+    model = keras3().Sequential(
+        [keras3().Input(digits.input_shape), keras3().layers.Flatten(), keras3().layers.Dense(10)]
+    )
+    arrays = in_memory_splits(model, (digits.x_train, digits.y_train), (digits.x_test, digits.y_test), seed=3)
+    batched = tf().data.Dataset.from_tensor_slices((digits.x_train, digits.y_train)).batch(64)
+    pairs = tf().data.Dataset.from_tensor_slices((digits.x_test, digits.y_test))
+    from_data = in_memory_splits(model, batched, pairs, seed=3)
+    for part in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(from_data, part), getattr(arrays, part))
+    x_rest, y_rest, x_val, y_val = stratified_split(digits.x_train, digits.y_train, 0.1, 3 + 1)
+    np.testing.assert_array_equal(arrays.x_val, x_val)
+    np.testing.assert_array_equal(arrays.y_train, y_rest)
+    # stratified: every class keeps its share of the validation split, to one example
+    share = np.bincount(arrays.y_val, minlength=10) / np.bincount(digits.y_train, minlength=10)
+    assert np.all(np.abs(share - 0.1) <= 1 / np.bincount(digits.y_train).min())
+    assert arrays.num_classes == 10 and arrays.input_shape == digits.input_shape
+
+
+def test_checkpoints_of_other_weights_or_data_are_not_resumed(digits):
+    """A killed optimize resumes only with the same model and data: the checkpoint fingerprint digests both."""
+    k = keras3()
+    model = k.Sequential([k.Input(digits.input_shape), k.layers.Flatten(), k.layers.Dense(10)])
+    same = pipeline.Given(model=model, splits=digits).fingerprint_parts()
+    assert pipeline.Given(model=k.models.clone_model(model), splits=digits).fingerprint_parts() != same
+    copy = k.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    assert pipeline.Given(model=copy, splits=digits).fingerprint_parts() == same
+    fewer = dataclasses.replace(digits, x_test=digits.x_test[:-1], y_test=digits.y_test[:-1])
+    assert pipeline.Given(model=model, splits=fewer).fingerprint_parts() != same
+
+
+@pytest.mark.slow
+def test_a_registered_dataset_by_name_gives_the_yaml_routes_figures(routes, tmp_path):
+    model, yaml_run, _ = routes
+    run = tfopt.optimize(model, train="digits", variants=VARIANTS, export=EXPORT, finetune={"epochs": 1},
+                         train_baseline={"epochs": 0, "batch_size": 64}, evaluate={"latency_runs": 0},
+                         out=tmp_path, log=None)  # fmt: skip
+    assert run.record.dataset.name == "digits"
+    for r in run.record.results:
+        y = yaml_run.result(r.variant, r.format)
+        assert (r.accuracy, r.val_accuracy, r.size_bytes) == pytest.approx(
+            (y.accuracy, y.val_accuracy, y.size_bytes), abs=1e-6
+        )

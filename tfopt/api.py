@@ -120,7 +120,7 @@ def optimize(
     report: Optional[dict[str, Any]] = None,
     force: bool = False,
     log: Optional[Callable[[str], None]] = print,
-) -> OptimizeRun:
+) -> Optional[OptimizeRun]:
     """Optimize ``model`` as ``tfopt run`` would, with the model and data in memory.
 
     Args:
@@ -148,6 +148,7 @@ def optimize(
 
     Returns:
         The run: ``.record``, ``.best()``, ``.table()``, ``.report_path``; shown as the report in Jupyter.
+        None on the non-chief workers of a multi-worker run (``strategy: multi_worker``), which write nothing.
 
     Raises:
         TfoptError: bad arguments (one line each: problem, place, fix), or anything ``tfopt run`` refuses.
@@ -156,7 +157,7 @@ def optimize(
     by_name = isinstance(train, (str, dict))
     data = (train if isinstance(train, dict) else {"name": train}) if by_name else _data_block(train, val)
     cfg = _config(model, data, by_name, name, seed, variants, export, finetune, train_baseline, evaluate, report)
-    splits = None if by_name else _splits(model, train, test, val, seed)
+    splits = None if by_name else in_memory_splits(model, train, test, val, seed)
     if by_name and (test is not None or val is not None):
         raise DataError(
             f"{SOURCE}: test= and val= do not apply to a registered dataset, which gives its own splits. "
@@ -166,6 +167,8 @@ def optimize(
     record = pipeline.run(
         cfg, root=out, log=log or (lambda _: None), force=force, given=pipeline.Given(model=model, splits=splits)
     )
+    if record is None:
+        return None
     return OptimizeRun(record, Path(out) / "reports" / cfg.name / "report.html", Path(out) / "models" / cfg.name)
 
 
@@ -233,8 +236,16 @@ def _is_dataset(obj: Any) -> bool:
     return isinstance(obj, tf().data.Dataset)
 
 
-def _splits(model: Any, train: Data, test: Optional[Data], val: Any, seed: int) -> Splits:
-    """The in-memory splits; validation carved from ``train`` as ``tfopt.data.load`` does, unless given."""
+def in_memory_splits(model: Any, train: Data, test: Optional[Data], val: Any = None, seed: int = 0) -> Splits:
+    """The splits ``optimize`` runs on: inputs as float32, labels as int64, tf.data datasets read out.
+
+    Validation is carved from ``train`` as ``tfopt.data.load`` carves it (stratified, seed + 1)
+    unless ``val`` gives it; the class count is the model's output width (or the labels', if larger).
+
+    Raises:
+        DataError: a split that is not (x, y) arrays or a dataset of them, one-hot or negative labels,
+            inputs and labels of different lengths, or splits of different input shapes.
+    """
     if test is None:
         raise DataError(
             f"{SOURCE}: test= is missing: the test split gives the reported accuracy. "
@@ -326,4 +337,4 @@ def _row(r: Result) -> dict[str, Any]:
     }
 
 
-__all__ = ["OptimizeRun", "TfoptError", "optimize"]
+__all__ = ["OptimizeRun", "TfoptError", "in_memory_splits", "optimize"]
