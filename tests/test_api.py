@@ -232,3 +232,32 @@ def test_a_registered_dataset_by_name_gives_the_yaml_routes_figures(routes, tmp_
         assert (r.accuracy, r.val_accuracy, r.size_bytes) == pytest.approx(
             (y.accuracy, y.val_accuracy, y.size_bytes), abs=1e-6
         )
+
+
+@pytest.mark.slow
+def test_a_stopped_optimize_resumes_from_its_checkpoints(digits, tmp_path):
+    """Stopped after its first variant (an exception from ``log``), it resumes as ``tfopt run`` does."""
+
+    class Stopped(Exception):
+        pass
+
+    def stop_after_pruned(line: str) -> None:
+        if "done variant pruned" in line:
+            raise Stopped
+
+    k = keras3()
+    k.utils.set_random_seed(0)
+    model = k.Sequential([k.Input(digits.input_shape), k.layers.Flatten(), k.layers.Dense(10, activation="softmax")])
+    variants = {"pruned": [{"prune": {"final_sparsity": 0.5}}], "clustered": [{"cluster": {"number_of_clusters": 8}}]}
+    kw = dict(
+        train=(digits.x_train, digits.y_train), test=(digits.x_test, digits.y_test), export=["float32"],
+        variants=variants,
+        finetune={"epochs": 1}, train_baseline=1, evaluate={"latency_runs": 0}, out=tmp_path, name="resumed",
+    )  # fmt: skip
+    with pytest.raises(Stopped):
+        tfopt.optimize(model, log=stop_after_pruned, **kw)
+    lines: list[str] = []
+    run = tfopt.optimize(model, log=lines.append, **kw)
+    assert any("resuming from the checkpoints" in line for line in lines)
+    restored = {t.variant.split("/")[0]: t.restored for t in run.record.training}
+    assert restored == {"baseline": True, "pruned": True, "clustered": False}
