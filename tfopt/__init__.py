@@ -13,3 +13,14 @@ if "tensorflow" not in _sys.modules:
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``tfopt.optimize`` and ``tfopt.OptimizeRun`` import TensorFlow on first use, not on ``import tfopt``."""
+    if name in ("optimize", "OptimizeRun"):
+        import importlib
+
+        # Not `from tfopt import api`: modules below it that `import tfopt` (for __version__) would then
+        # depend on the top layer in the import contracts (pyproject.toml), the report on TensorFlow.
+        return getattr(importlib.import_module("tfopt.api"), name)
+    raise AttributeError(f"module 'tfopt' has no attribute {name!r}")

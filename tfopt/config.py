@@ -187,12 +187,21 @@ def loads(text: str, source: str = "<string>", default_name: str = "pipeline") -
     return cfg
 
 
-def check_references(cfg: PipelineConfig, source: str = "<config>", lines: Optional[dict] = None) -> None:
+def check_references(
+    cfg: PipelineConfig,
+    source: str = "<config>",
+    lines: Optional[dict] = None,
+    *,
+    data: bool = True,
+    model: bool = True,
+) -> None:
     """Check names against the registries and validate each component's own options.
 
     The named dataset's options (``data``'s keys beyond name and the split keys), the named
     model's ``params`` and every step's parameters are validated with the classes those
     components registered; a step's ordering rule (e.g. nothing after qat) is checked too.
+    ``data=False`` / ``model=False`` skip the dataset / the model, for a run handed them in memory
+    (``tfopt.optimize``), whose config's entries only label the run.
 
     Raises:
         ConfigError: ``file:line`` (when ``lines`` are given) and a fix, one line per problem.
@@ -225,16 +234,17 @@ def check_references(cfg: PipelineConfig, source: str = "<config>", lines: Optio
         if spec.format not in EXPORTERS:
             fail(("export", i), EXPORTERS.unknown_message(spec.format))
 
-    if cfg.data.name not in data_mod.DATASETS:
+    if data and cfg.data.name not in data_mod.DATASETS:
         fail(("data", "name"), data_mod.DATASETS.unknown_message(cfg.data.name))
-    check_options(
-        data_mod.DATASETS.entry(cfg.data.name),
-        cfg.data.options,
-        ("data",),
-        f"dataset {cfg.data.name!r}",
-        common=tuple(DataConfig.model_fields),
-    )
-    if cfg.model.name is not None:
+    if data:
+        check_options(
+            data_mod.DATASETS.entry(cfg.data.name),
+            cfg.data.options,
+            ("data",),
+            f"dataset {cfg.data.name!r}",
+            common=tuple(DataConfig.model_fields),
+        )
+    if model and cfg.model.name is not None:
         if cfg.model.name not in models.MODELS:
             fail(("model", "name"), models.MODELS.unknown_message(cfg.model.name))
         check_options(

@@ -94,8 +94,12 @@ def take(x: np.ndarray | dict[str, np.ndarray], index: slice | np.ndarray) -> np
 DATASETS: Registry = Registry("dataset")
 
 
-def _stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
-    """Split off ``fraction`` of each class; returns (x_rest, y_rest, x_part, y_part)."""
+def stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
+    """Split off ``fraction`` of each class; returns (x_rest, y_rest, x_part, y_part).
+
+    Every split of tfopt goes through here (test and validation of the registered datasets, the
+    validation part ``tfopt.optimize`` carves from in-memory arrays), so the same seed gives the same split.
+    """
     rng = np.random.default_rng(seed)
     part = []
     for c in np.unique(y):
@@ -159,7 +163,7 @@ def load(cfg: DataConfig, seed: int = 0) -> Splits:
     if arrays.x is not None:
         x, y = _as_inputs(arrays.x, cfg.name), np.asarray(arrays.y).astype("int64")
         _check_pairs(x, y, cfg.name, "x/y")
-        x_train, y_train, x_test, y_test = _stratified_split(x, y, cfg.test_fraction, seed)
+        x_train, y_train, x_test, y_test = stratified_split(x, y, cfg.test_fraction, seed)
     else:
         x_train, y_train = _as_inputs(arrays.x_train, cfg.name), np.asarray(arrays.y_train).astype("int64")
         x_test, y_test = _as_inputs(arrays.x_test, cfg.name), np.asarray(arrays.y_test).astype("int64")
@@ -173,7 +177,7 @@ def load(cfg: DataConfig, seed: int = 0) -> Splits:
     if cfg.subset is not None:
         x_train, y_train = x_train[: cfg.subset], y_train[: cfg.subset]
     if cfg.val_fraction > 0:
-        x_train, y_train, x_val, y_val = _stratified_split(x_train, y_train, cfg.val_fraction, seed + 1)
+        x_train, y_train, x_val, y_val = stratified_split(x_train, y_train, cfg.val_fraction, seed + 1)
     else:
         x_val, y_val = x_train[:0], y_train[:0]
     num_classes = int(max(y_train.max(), y_test.max())) + 1

@@ -7,10 +7,12 @@
 
 Its parts are public, for the tests, the search and notebooks: ``apply_steps`` (steps.py) applies a
 variant's techniques to a model, ``export_and_evaluate`` (evaluation.py) writes and measures every
-file of one model, ``Outputs`` (outputs.py) writes a run's folders atomically.
+file of one model, ``Outputs`` (outputs.py) writes a run's folders atomically, ``Given`` (given.py)
+hands ``run`` a model and data already in memory (``tfopt.optimize``).
 """
 
 from tfopt.pipeline.evaluation import Evaluation, accuracy, export_and_evaluate
+from tfopt.pipeline.given import Given
 from tfopt.pipeline.outputs import Outputs, Stages, storage_failure
 from tfopt.pipeline.run import run
 from tfopt.pipeline.steps import (
@@ -28,6 +30,7 @@ __all__ = [
     "CONTROL_SUFFIX",
     "Applied",
     "Evaluation",
+    "Given",
     "Outputs",
     "Recipe",
     "Stages",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -19,6 +20,7 @@ from tfopt.data import Splits, num_examples
 from tfopt.errors import TfoptError, ValidationError
 from tfopt.io import atomic_write_text
 from tfopt.pipeline.evaluation import Evaluation, export_and_evaluate
+from tfopt.pipeline.given import Given
 from tfopt.pipeline.outputs import Outputs, Stages, storage_failure
 from tfopt.pipeline.steps import Recipe, add_controls, apply_steps, check_step_models, check_variants
 from tfopt.report import render
@@ -31,7 +33,9 @@ from tfopt.train.precision import apply_precision, export_copy, precision_policy
 Log = Callable[[str], None]
 
 
-def run(cfg: PipelineConfig, root: str | Path = ".", log: Log = print, force: bool = False) -> Optional[Run]:
+def run(
+    cfg: PipelineConfig, root: str | Path = ".", log: Log = print, force: bool = False, given: Optional[Given] = None
+) -> Optional[Run]:
     """Run the whole pipeline and write run.json, the report and the exported models.
 
     A run that was killed resumes where it stopped when started again (``tfopt/train/checkpoint.py``).
@@ -41,6 +45,8 @@ def run(cfg: PipelineConfig, root: str | Path = ".", log: Log = print, force: bo
         root: folder under which ``reports/<name>/`` and ``models/<name>/`` are written.
         log: where progress lines go.
         force: replace a finished run of the same name instead of refusing.
+        given: a model and/or data already in memory, used instead of ``cfg.model`` / ``cfg.data``
+            (``tfopt.optimize``); the config's entries then only label the run.
 
     Returns:
         The run record, also saved as ``reports/<name>/run.json``; None on the non-chief workers
@@ -62,7 +68,7 @@ def run(cfg: PipelineConfig, root: str | Path = ".", log: Log = print, force: bo
         # A multi-worker run's other workers train in step with the chief but keep nothing: they write to scratch.
         out = final if chief else Outputs(Path(tempfile.mkdtemp(prefix="tfopt-worker-")), cfg.name)
         try:
-            return _guarded(cfg, out, final.root, log, ckpt, chief)
+            return _guarded(cfg, out, final.root, log, ckpt, chief, given or Given())
         finally:
             if not chief:
                 shutil.rmtree(out.root, ignore_errors=True)
@@ -71,13 +77,13 @@ def run(cfg: PipelineConfig, root: str | Path = ".", log: Log = print, force: bo
 
 
 def _guarded(
-    cfg: PipelineConfig, out: Outputs, root: Path, log: Log, ckpt: RunCheckpoints, chief: bool
+    cfg: PipelineConfig, out: Outputs, root: Path, log: Log, ckpt: RunCheckpoints, chief: bool, given: Given
 ) -> Optional[Run]:
     """``_run`` with nothing half-written left behind, and storage failures said in one line."""
     out.start()
     try:
         with precision_policy("float32"):  # whatever the caller had set; training sets its own
-            return _run(cfg, out, log, ckpt, chief)
+            return _run(cfg, out, log, ckpt, chief, given)
     except Exception as e:
         out.discard()  # the previous run is untouched
         reason = storage_failure(e)
@@ -88,26 +94,27 @@ def _guarded(
         raise
 
 
-def _run(cfg: PipelineConfig, out: Outputs, log: Log, ckpt: RunCheckpoints, chief: bool) -> Optional[Run]:
+def _run(cfg: PipelineConfig, out: Outputs, log: Log, ckpt: RunCheckpoints, chief: bool, given: Given) -> Optional[Run]:
     """The data flow of a run."""
     stage = Stages(log)
     keras().utils.set_random_seed(cfg.seed)
     with stage("data"):
-        splits = _load_data(cfg, out, log)
+        splits = _load_data(cfg, out, log, given)
         check_step_models(cfg.variants, splits)  # a student file that does not fit: refused before training
     strategy = resolve_strategy(cfg.train, log=log)
     batch = global_batch_size(cfg.train.batch_size, cfg.train.batch_size_per, strategy)
     if ckpt.exists:
         log(f"[tfopt] resuming from the checkpoints in {ckpt.folder}")
     base_fp = fingerprint(
-        cfg.seed, cfg.data.model_dump(mode="json"), cfg.model.model_dump(mode="json"), _training_fp(cfg.train), batch
-    )
+        cfg.seed, cfg.data.model_dump(mode="json"), cfg.model.model_dump(mode="json"), _training_fp(cfg.train), batch,
+        *given.fingerprint_parts(),
+    )  # fmt: skip
     tb_root = out.report_dir / "tensorboard"
     trainings: list[Training] = []
     reports: list[TransformReport] = []
     with precision_policy(cfg.train.precision):  # export runs in float32, after this block
         with stage("baseline"):
-            baseline, backend = _baseline(cfg, splits, strategy, batch, ckpt, base_fp, tb_root, trainings, log)
+            baseline, backend = _baseline(cfg, splits, strategy, batch, ckpt, base_fp, tb_root, trainings, log, given)
         keras_models, backends = {"baseline": baseline}, {"baseline": backend}
         for vname, variant in cfg.variants.items():
             with stage(f"variant {vname}"):
@@ -144,16 +151,19 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Log, ckpt: RunCheckpoints, chie
     return record
 
 
-def _load_data(cfg: PipelineConfig, out: Outputs, log: Log) -> Splits:
-    """The dataset's splits, as the model takes them (text tokenized by the model family)."""
-    splits = models.prepare_inputs(cfg.model, data_mod.load(cfg.data, seed=cfg.seed))
+def _load_data(cfg: PipelineConfig, out: Outputs, log: Log, given: Given) -> Splits:
+    """The dataset's splits, as the model takes them (text tokenized by the model family), or the given ones."""
+    if given.splits is not None:
+        splits = given.splits
+    else:
+        splits = models.prepare_inputs(cfg.model, data_mod.load(cfg.data, seed=cfg.seed))
     if splits.encoding:  # a text model: Keras 3 (keras-hub), seeded before it is built
         keras3().utils.set_random_seed(cfg.seed)
         atomic_write_text(
             out.models_dir / "inputs.json", json.dumps(splits.encoding, indent=2) + "\n"
         )  # for tfopt predict
     log(
-        f"[tfopt]   {cfg.data.name}: {num_examples(splits.x_train)} train / {num_examples(splits.x_val)} val / "
+        f"[tfopt]   {splits.name}: {num_examples(splits.x_train)} train / {num_examples(splits.x_val)} val / "
         f"{num_examples(splits.x_test)} test, input {splits.input_shape}, {splits.num_classes} classes"
     )
     return splits
@@ -169,11 +179,13 @@ def _baseline(
     tb_root: Path,
     trainings: list[Training],
     log: Log,
+    given: Given,
 ) -> tuple[Any, Backend]:
     """The trained baseline and its backend: built (or reloaded after a kill) and trained once."""
     with strategy.scope():
         restored = ckpt.load_stage("baseline", base_fp, cfg.model.safe_mode)  # finished before a kill: not retrained
-        baseline = restored[0] if restored else models.build(cfg.model, splits.input_shape, splits.num_classes)
+        source = given.baseline if given.model is not None else functools.partial(models.build, cfg.model)
+        baseline = restored[0] if restored else source(splits.input_shape, splits.num_classes)
         backend = backend_for(baseline)  # chosen once, here, and passed on
         check_variants(
             cfg.variants, cfg.train.precision, backend.kind, baseline
