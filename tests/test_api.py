@@ -80,6 +80,7 @@ def routes(request, digits, tmp_path_factory):
         finetune={"epochs": 1},
         train_baseline={"epochs": 0, "batch_size": 64},
         evaluate={"latency_runs": 0},
+        report={"max_accuracy_drop": 0.02, "objective": "size_bytes"},
         out=root / "api",
         log=None,
     )
@@ -88,6 +89,7 @@ def routes(request, digits, tmp_path_factory):
 
 def test_optimize_gives_the_yaml_routes_figures(routes):
     model, yaml_run, api_run = routes
+    assert api_run.record.config["report"] == {"max_accuracy_drop": 0.02, "relative": False, "objective": "size_bytes"}
     assert api_run.record.model_backend == yaml_run.model_backend
     pairs = {(r.variant, r.format): r for r in yaml_run.results}
     assert {(r.variant, r.format) for r in api_run.record.results} == set(pairs)
