@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,25 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" in proc.stderr
 
 
+def test_run_prints_no_tensorflow_native_log_line(tmp_path: Path) -> None:
+    """Default settings: TensorFlow's start-up noise hidden (see testquiet.py for the lines it would print)."""
+    from tests.test_quiet import native_lines
+
+    cfg = tmp_path / "quiet.yaml"
+    cfg.write_text(
+        "name: quiet\ndata: {name: digits}\nmodel: {name: small_cnn, params: {filters: 4, dense: 16}}\n"
+        "train: {epochs: 1, verbose: 0}\nexport: [float32]\nevaluate: {latency_runs: 5}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the user's own level would win
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfopt", "run", str(cfg), "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "[tfopt] report:" in proc.stdout
+    assert native_lines(proc.stdout + proc.stderr) == [], proc.stderr
+
+
 def test_list_shows_registries() -> None:
     proc = tfopt("list")
     assert proc.returncode == 0, proc.stderr
@@ -69,8 +89,11 @@ def test_tolerance_miss_fails_the_run_but_keeps_the_report(tmp_path: Path) -> No
         "train: {epochs: 1, verbose: 0}\nexport: [float32, {float16: {tolerance: 1.0e-9}}]\n"
         "evaluate: {latency_runs: 5}\n"
     )
-    proc = tfopt("run", str(cfg), "--out", str(tmp_path))
+    proc = tfopt("run", str(cfg), "--out", str(tmp_path), "--verbose")
     assert proc.returncode == 2, proc.stderr
+    from tests.test_quiet import native_lines
+
+    assert native_lines(proc.stderr), "--verbose shows TensorFlow's start-up lines (hidden by default)"
     assert "baseline/float16: max |Keras - TFLite|" in proc.stderr and "exceeds the tolerance 1e-09" in proc.stderr
     assert (tmp_path / "reports" / "tol" / "run.json").exists() and (
         tmp_path / "reports" / "tol" / "report.html"
