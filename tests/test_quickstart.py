@@ -92,6 +92,17 @@ def test_run_json_has_the_documented_fields(quickstart) -> None:
     assert any(d["applied"] for t in data["transforms"] for d in t["layers"])
 
 
+def test_all_files_of_the_run_timed_in_turn(quickstart) -> None:
+    """Every .tflite of the run is timed in the same rounds, after all exports: ratios under the same load."""
+    _, run = quickstart
+    files = [r for r in run.results if r.format != "keras"]
+    assert len(files) == 8
+    for r in files:
+        assert (r.latency_ms.interleaved, r.latency_ms.rounds, r.latency_ms.runs) == (8, 10, 100)
+    names = [s.name for s in run.stages]
+    assert names.index("latency") > max(i for i, n in enumerate(names) if n.startswith("export+evaluate"))
+
+
 def test_report_and_tensorboard_written(quickstart) -> None:
     out, _ = quickstart
     rep = out / "reports" / "quickstart"

@@ -246,6 +246,9 @@ class ExportSpec(Strict):
 class EvaluateConfig(Strict):
     latency_runs: int = Field(100, ge=0, description="single-sample invocations timed; 0 disables")
     latency_warmup: int = Field(10, ge=0)
+    latency_rounds: int = Field(
+        10, gt=0, description="blocks the timed runs are split into, every file of the run timed in turn in each"
+    )
     threads: int = Field(1, gt=0)
 
 

@@ -7,10 +7,11 @@
 
 Its parts are public, for the tests, the search and notebooks: ``apply_steps`` (steps.py) applies a
 variant's techniques to a model, ``export_and_evaluate`` (evaluation.py) writes and measures every
-file of one model, ``Outputs`` (outputs.py) writes a run's folders atomically.
+file of one model, ``time_latencies`` (evaluation.py) times a run's files together, ``Outputs``
+(outputs.py) writes a run's folders atomically.
 """
 
-from tfopt.pipeline.evaluation import Evaluation, accuracy, export_and_evaluate
+from tfopt.pipeline.evaluation import Evaluation, accuracy, export_and_evaluate, time_latencies
 from tfopt.pipeline.outputs import Outputs, Stages, storage_failure
 from tfopt.pipeline.run import run
 from tfopt.pipeline.steps import (
@@ -40,4 +41,5 @@ __all__ = [
     "export_and_evaluate",
     "run",
     "storage_failure",
+    "time_latencies",
 ]
