@@ -82,6 +82,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from tfopt.evaluate.inspection import format_inspection, inspect_tflite
+
+    info = inspect_tflite(args.model)
+    print(json.dumps(info.to_dict(), indent=2) if args.json else format_inspection(info))
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from tfopt.models.bert import predict_texts
 
@@ -139,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="reports/compare", help="folder for report.md/report.html (default: reports/compare)"
     )
     cmp.set_defaults(func=_cmd_compare)
+    ins = add(
+        "inspect", help="operators, weights (dtype, quantization, sparsity, unique values), MACs, inputs and outputs "
+        "of any .tflite, read from the file (no TensorFlow)",
+    )  # fmt: skip
+    ins.add_argument("model", help="a .tflite file, e.g. models/quickstart/pruned_80_int8.tflite")
+    ins.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the table")
+    ins.set_defaults(func=_cmd_inspect)
     pred = add("predict", help="class probabilities of a text (BERT) .tflite for raw text, tokenized as in training")
     pred.add_argument(
         "model", help="a .tflite exported by a BERT pipeline, e.g. models/bert_rotten_tomatoes/baseline_dynamic.tflite"
