@@ -70,10 +70,34 @@ def test_run_prints_no_tensorflow_native_log_line(tmp_path: Path) -> None:
 
 
 def test_list_shows_registries() -> None:
-    proc = tfopt("list")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfopt", "list"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env=dict(os.environ, COLUMNS="120"),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     for name in ("digits", "mnist_5k", "fashion_mnist", "npz", "image_folder", "small_cnn", "prune", "int8", "float16"):
         assert name in proc.stdout
+    assert "`" not in proc.stdout  # plain text, no reStructuredText
+    entries = [line for line in proc.stdout.splitlines() if line.startswith("  ") and line[2] != " "]
+    assert len(entries) >= 25
+    described = [line[2:].split(" ", 1) for line in entries]
+    assert all(len(parts) == 2 and parts[1].strip() for parts in described), "every entry has a description"
+    assert len({len(line) - len(parts[1].lstrip()) for line, parts in zip(entries, described)}) == 1, "one column"
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 120
+
+
+def test_list_aligns_and_wraps_any_name_length() -> None:
+    from tfopt.cli import describe, format_listing
+
+    assert describe("Uses ``x`` and `y` (:class:`Z`).\n    More on\n    two lines.\n\n    Args: ...") == (
+        "Uses x and y (Z). More on two lines."
+    )
+    long = "a_dataset_with_a_very_long_name_of_40_chr"
+    text = format_listing([("datasets", [("digits", "word " * 30), (long, "short")])], width=80)
+    lines = text.splitlines()
+    starts = {line.index("word") if "word" in line else line.index("short") for line in lines[1:]}
+    assert starts == {2 + len(long) + 2}  # one column past the longest name, continuation lines included
+    assert len(lines) > 3 and all(len(line) <= 2 + len(long) + 2 + 40 for line in lines)  # wrapped, 40 chars kept
 
 
 def test_report_of_missing_run_is_clear(tmp_path: Path) -> None:

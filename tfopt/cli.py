@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
+import shutil
 import sys
+import textwrap
 import traceback
 from typing import Optional, Sequence
 
@@ -29,23 +32,42 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from tfopt.models import MODELS
     from tfopt.transforms import TECHNIQUES
 
-    def doc(obj: object) -> str:
-        return ((obj.__doc__ or "").strip().splitlines() or [""])[0].replace("``", "")
-
     sections = [
-        (title, [(name, doc(obj)) for name, obj in reg.items()])
+        (title, [(name, describe(obj.__doc__)) for name, obj in reg.items()])
         for title, reg in (("datasets", DATASETS), ("models", MODELS), ("export formats", EXPORTERS))
     ]
     sections.insert(
         2,
-        ("transforms [Keras backends]", [(n, f"{t.summary} [{', '.join(t.backends)}]") for n, t in TECHNIQUES.items()]),
+        (
+            "transforms [Keras backends]",
+            [(n, f"{describe(t.summary)} [{', '.join(t.backends)}]") for n, t in TECHNIQUES.items()],
+        ),
     )
-    width = max(len(name) for _, rows in sections for name, _ in rows)  # one column for every section
-    for title, rows in sections:
-        print(f"{title}:")
-        for name, text in rows:
-            print(f"  {name:<{width}}  {text}")
+    print(format_listing(sections, shutil.get_terminal_size((120, 24)).columns))  # 120 when piped
     return 0
+
+
+def describe(doc: Optional[str]) -> str:
+    """A docstring's first paragraph as one line of plain text (reStructuredText roles and backticks removed)."""
+    first = re.split(r"\n\s*\n", (doc or "").strip(), maxsplit=1)[0]
+    text = " ".join(first.split())
+    text = re.sub(r":\w+:`([^`]*)`", r"\1", text)  # :class:`x`
+    return re.sub(r"`{1,2}([^`]*)`{1,2}", r"\1", text)
+
+
+def format_listing(sections: Sequence[tuple[str, Sequence[tuple[str, str]]]], width: int = 100) -> str:
+    """Sections of (name, description) rows: one name column for all, descriptions wrapped to ``width``."""
+    names = max((len(name) for _, rows in sections for name, _ in rows), default=0)
+    indent = " " * (2 + names + 2)
+    wrap = max(40, width - len(indent))  # a long name still leaves room for the text
+    lines = []
+    for title, rows in sections:
+        lines.append(f"{title}:")
+        for name, text in rows:
+            parts = textwrap.wrap(text, wrap) or ["(no description)"]
+            lines.append(f"  {name:<{names}}  {parts[0]}")
+            lines += [indent + part for part in parts[1:]]
+    return "\n".join(lines)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
