@@ -9,12 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_quiet import native_lines
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = (ROOT / "pipelines" / "quickstart.yaml").read_text()
 
 
 def tfopt(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tfopt", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # a user's own level would win
+    return subprocess.run(
+        [sys.executable, "-m", "tfopt", *args], capture_output=True, text=True, cwd=cwd, timeout=300, env=env
+    )
 
 
 @pytest.mark.parametrize(
@@ -40,7 +45,17 @@ def test_bad_pipelines_fail_with_one_line(tmp_path: Path, old: str, new: str, ex
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("tfopt: error:")]
     assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert native_lines(proc.stdout + proc.stderr) == [], "TensorFlow's start-up lines are hidden by default"
     assert not (tmp_path / "reports" / "quickstart" / "run.json").exists()
+
+
+def test_verbose_shows_tensorflows_start_up_lines(tmp_path: Path) -> None:
+    """What the default hides is there with --verbose (after the command), with the error line still last."""
+    bad = tmp_path / "q.yaml"
+    bad.write_text(QUICK.replace("model: {name: small_cnn}", "model: {path: missing.keras}"))  # fails after TF's import
+    proc = tfopt("run", str(bad), "--out", str(tmp_path), "--verbose")
+    assert proc.returncode == 2 and native_lines(proc.stderr), proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("tfopt: error: Model file not found")
 
 
 def test_debug_shows_traceback(tmp_path: Path) -> None:
@@ -48,25 +63,6 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
     bad.write_text(QUICK.replace("data: {name: digits,", "data: {name: digitz,"))
     proc = tfopt("--debug", "run", str(bad))
     assert proc.returncode == 2 and "Traceback" in proc.stderr
-
-
-def test_run_prints_no_tensorflow_native_log_line(tmp_path: Path) -> None:
-    """Default settings: TensorFlow's start-up noise hidden (see testquiet.py for the lines it would print)."""
-    from tests.test_quiet import native_lines
-
-    cfg = tmp_path / "quiet.yaml"
-    cfg.write_text(
-        "name: quiet\ndata: {name: digits}\nmodel: {name: small_cnn, params: {filters: 4, dense: 16}}\n"
-        "train: {epochs: 1, verbose: 0}\nexport: [float32]\nevaluate: {latency_runs: 5}\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the user's own level would win
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfopt", "run", str(cfg), "--out", str(tmp_path)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, env=env,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert "[tfopt] report:" in proc.stdout
-    assert native_lines(proc.stdout + proc.stderr) == [], proc.stderr
 
 
 def test_list_shows_registries() -> None:
@@ -113,11 +109,10 @@ def test_tolerance_miss_fails_the_run_but_keeps_the_report(tmp_path: Path) -> No
         "train: {epochs: 1, verbose: 0}\nexport: [float32, {float16: {tolerance: 1.0e-9}}]\n"
         "evaluate: {latency_runs: 5}\n"
     )
-    proc = tfopt("run", str(cfg), "--out", str(tmp_path), "--verbose")
+    proc = tfopt("run", str(cfg), "--out", str(tmp_path))  # a whole tiny run with default settings
     assert proc.returncode == 2, proc.stderr
-    from tests.test_quiet import native_lines
-
-    assert native_lines(proc.stderr), "--verbose shows TensorFlow's start-up lines (hidden by default)"
+    assert native_lines(proc.stdout + proc.stderr) == [], "TensorFlow's native logger printed: " + proc.stderr
+    assert "[tfopt] > latency" in proc.stdout and "[tfopt] report:" in proc.stdout
     assert "baseline/float16: max |Keras - TFLite|" in proc.stderr and "exceeds the tolerance 1e-09" in proc.stderr
     assert (tmp_path / "reports" / "tol" / "run.json").exists() and (
         tmp_path / "reports" / "tol" / "report.html"
