@@ -62,3 +62,26 @@ def test_known_dependency_warnings_only_are_filtered(monkeypatch) -> None:
         ):
             warnings.warn_explicit(message, DeprecationWarning, "tfmot/__init__.py", 65, module=module)
     assert [str(w.message)[:5] for w in seen] == ["Layer"]  # the actionable one is still shown
+
+
+def test_known_tensorflow_log_lines_dropped_the_others_printed_once(monkeypatch) -> None:
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    monkeypatch.setattr(logger, "filters", list(logger.filters))
+    monkeypatch.setattr(logger, "propagate", logger.propagate)
+    monkeypatch.setitem(quiet._state, "verbose", False)
+    monkeypatch.setitem(quiet._state, "logger", False)
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        quiet.quiet_tensorflow_logger()
+        logger.warning("5 out of the last 13 calls to <function f at 0x1> triggered tf.function retracing. Tracing...")
+        logger.warning("Compiled the loaded model, but the compiled metrics have yet to be built.")
+        logger.warning("a warning worth reading")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["a warning worth reading"]
+    assert logger.propagate is False  # not a second copy through the root logger's handler

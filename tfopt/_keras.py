@@ -14,7 +14,7 @@ import functools
 import os
 from types import ModuleType
 
-from tfopt.quiet import filter_known_warnings, native_logs_hidden
+from tfopt.quiet import filter_known_warnings, native_logs_hidden, quiet_tensorflow_logger
 from tfopt.errors import TfoptError
 
 
@@ -30,6 +30,7 @@ def tf() -> ModuleType:
         import tensorflow
 
         tensorflow.config.list_physical_devices("GPU")
+    quiet_tensorflow_logger()
     return tensorflow
 
 

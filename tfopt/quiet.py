@@ -15,14 +15,15 @@ stderr, so a real error still shows, and an exception inside the window writes b
 A crash after import is not affected: stderr is restored by then. Nothing is hidden when the user
 set ``TF_CPP_MIN_LOG_LEVEL`` themselves (their setting wins) or asked for ``--verbose``.
 
-Python warnings that a user cannot act on (raised inside dependencies about their own
-dependencies) are filtered by module and message, one known warning at a time
-(``KNOWN_WARNINGS``); every other warning is shown as Python would.
+Python warnings and TensorFlow log lines that a user cannot act on (raised inside dependencies
+about their own code, or about tfopt's calls) are filtered by module and message, one known
+message at a time (``KNOWN_WARNINGS``, ``KNOWN_LOGS``); every other one is shown as usual.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -52,7 +53,14 @@ KNOWN_WARNINGS = (
     (r"tensorflow\.lite\.python\.convert", r"Statistics for quantized inputs were expected", UserWarning),
 )
 
-_state = {"verbose": False, "depth": 0, "filtered": False}
+# TensorFlow's Python logger (``WARNING:tensorflow:...``), each seen in tfopt runs and about tfopt's own calls.
+KNOWN_LOGS = re.compile(
+    r"Gradients do not exist for variables .* when minimizing the loss"  # cluster-preserving QAT trains centroids
+    r"|Compiled the loaded model, but the compiled metrics have yet to be built"  # a model tfopt reloads
+    r"|\d+ out of the last \d+ calls to .* triggered tf\.function retracing"  # predicting with each variant's model
+)
+
+_state = {"verbose": False, "depth": 0, "filtered": False, "logger": False}
 _lock = threading.Lock()
 
 
@@ -78,6 +86,27 @@ def filter_known_warnings() -> None:
     _state["filtered"] = True
     for module, message, category in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+class _KnownLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not KNOWN_LOGS.search(record.getMessage())
+
+
+def quiet_tensorflow_logger() -> None:
+    """Drop ``KNOWN_LOGS`` from TensorFlow's Python logger, and print its other lines once (not when verbose).
+
+    absl calls ``logging.basicConfig()`` at TensorFlow's first SavedModel log line (every export), so
+    the root logger gets a handler and each ``WARNING:tensorflow:`` line printed twice: once by
+    TensorFlow's own handler, once by the root's. Kept to TensorFlow's handler, it prints once.
+    """
+    if _state["logger"] or _state["verbose"]:
+        return
+    _state["logger"] = True
+    logger = logging.getLogger("tensorflow")
+    logger.addFilter(_KnownLogs())
+    if logger.handlers:
+        logger.propagate = False
 
 
 @contextlib.contextmanager
