@@ -32,6 +32,8 @@ def test_noise_is_hidden_and_other_lines_written_back(hiding, capfd) -> None:
     err = capfd.readouterr().err
     assert "a real problem from native code" in err and "tfopt: error: from Python" in err
     assert native_lines(err) == []
+    os.write(2, b"F0000 00:00:1.5 1 check.cc:1] a crash after the import\n")  # outside the window: as written
+    assert "a crash after the import" in capfd.readouterr().err
 
 
 def test_an_exception_writes_back_everything(hiding, capfd) -> None:
