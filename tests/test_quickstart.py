@@ -98,7 +98,7 @@ def test_all_files_of_the_run_timed_in_turn(quickstart) -> None:
     files = [r for r in run.results if r.format != "keras"]
     assert len(files) == 8
     for r in files:
-        assert (r.latency_ms.interleaved, r.latency_ms.rounds, r.latency_ms.runs) == (8, 10, 100)
+        assert (r.latency_ms.interleaved, r.latency_ms.rounds, r.latency_ms.runs) == (8, 25, 100)  # the defaults
     names = [s.name for s in run.stages]
     assert names.index("latency") > max(i for i, n in enumerate(names) if n.startswith("export+evaluate"))
 
