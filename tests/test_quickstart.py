@@ -88,6 +88,17 @@ def test_run_json_has_the_documented_fields(quickstart) -> None:
     assert any(d["applied"] for t in data["transforms"] for d in t["layers"])
 
 
+def test_all_files_of_the_run_timed_in_turn(quickstart) -> None:
+    """Every .tflite of the run is timed in the same rounds, after all exports: ratios under the same load."""
+    _, run = quickstart
+    files = [r for r in run.results if r.format != "keras"]
+    assert len(files) == 8
+    for r in files:
+        assert (r.latency_ms.interleaved, r.latency_ms.rounds, r.latency_ms.runs) == (8, 25, 100)  # the defaults
+    names = [s.name for s in run.stages]
+    assert names.index("latency") > max(i for i, n in enumerate(names) if n.startswith("export+evaluate"))
+
+
 def test_report_and_tensorboard_written(quickstart) -> None:
     out, _ = quickstart
     rep = out / "reports" / "quickstart"
@@ -115,3 +126,46 @@ def test_report_command_rerenders_without_tensorflow(quickstart, tmp_path) -> No
     )
     assert proc.returncode == 0, proc.stderr
     assert (out / "reports" / "quickstart" / "report.md").exists()
+
+
+_INSPECT_ALL = """
+import contextlib, io, json, sys
+from tfopt.cli import main
+out = []
+for path in sys.argv[1:]:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["inspect", path, "--json"]) == 0
+    out.append(json.loads(buf.getvalue()))
+assert "tensorflow" not in sys.modules, "inspect imported TensorFlow"
+print(json.dumps(out))
+"""
+
+
+def test_inspect_shows_what_run_json_recorded_without_tensorflow(quickstart, capsys) -> None:
+    """``tfopt inspect --json`` on every quickstart file: the sparsity, quantization, weights and MACs of run.json."""
+    out, run = quickstart
+    files = [r for r in run.results if r.format != "keras"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _INSPECT_ALL, *[r.path for r in files]],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for r, info in zip(files, json.loads(proc.stdout)):
+        assert info["sparsity"] == pytest.approx(r.sparsity, abs=1e-6), r.path
+        assert (info["weights"], info["macs"], info["size_bytes"]) == (r.weights, r.macs, r.size_bytes)
+        shown = {row["weight"]["name"]: row["weight"] for row in info["rows"] if row["weight"]}
+        assert {n: (w["quantization"], w["sparsity"], w["unique_values"]) for n, w in shown.items()} == {
+            layer.name: (layer.quantization, layer.sparsity, layer.unique_values) for layer in r.layers
+        }, r.path
+        assert [i["dtype"] for i in info["inputs"]] == ["float32"] and info["inputs"][0]["shape"][1:] == [8, 8, 1]
+    from tfopt.cli import main
+
+    pruned = run.result("pruned_80", "int8")
+    assert main(["inspect", pruned.path]) == 0
+    text = capsys.readouterr().out
+    assert "int8 per-channel" in text and f"sparsity {pruned.sparsity:.3f}" in text and "CONV_2D" in text
+    for bad, expected in ((out / "missing.tflite", "File not found"), (run.result("baseline", "keras").path, "TFL3")):
+        assert main(["inspect", str(bad)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith("tfopt: error:") and expected in err[0], err

@@ -10,6 +10,8 @@ import sys as _sys
 if "tensorflow" not in _sys.modules:
     # Must happen before TensorFlow's first import; afterwards it has no effect.
     _os.environ["TF_USE_LEGACY_KERAS"] = "1"
+from tfopt import quiet  # noqa: E402, F401  (reads the user's TF_CPP_MIN_LOG_LEVEL before the default below)
+
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

@@ -14,14 +14,23 @@ import functools
 import os
 from types import ModuleType
 
+from tfopt.quiet import filter_known_warnings, native_logs_hidden, quiet_tensorflow_logger
 from tfopt.errors import TfoptError
 
 
 @functools.cache
 def tf() -> ModuleType:
-    """TensorFlow, imported lazily so config, CLI help and reports stay fast."""
-    import tensorflow
+    """TensorFlow, imported lazily so config, CLI help and reports stay fast; its start-up noise hidden.
 
+    The device query is made here, inside the same window, because the first one prints CUDA's
+    "failed call to cuInit" on a machine without a GPU (see ``tfopt.quiet``).
+    """
+    filter_known_warnings()
+    with native_logs_hidden():
+        import tensorflow
+
+        tensorflow.config.list_physical_devices("GPU")
+    quiet_tensorflow_logger()
     return tensorflow
 
 
@@ -33,6 +42,7 @@ def keras() -> ModuleType:
             "TensorFlow was imported before tfopt with Keras 3 as tf.keras; tfmot needs Keras 2. "
             "Fix: import tfopt before tensorflow, or set TF_USE_LEGACY_KERAS=1."
         )
+    tf()
     import tf_keras
 
     return tf_keras
@@ -41,6 +51,7 @@ def keras() -> ModuleType:
 @functools.cache
 def keras3() -> ModuleType:
     """Keras 3 (``import keras``), the Keras of keras-hub models; never reached through ``tf.keras``."""
+    tf()  # Keras 3's TensorFlow backend imports it: quietly, first
     import keras as keras_3
 
     return keras_3

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import re
+import shutil
 import sys
+import textwrap
 import traceback
 from typing import Optional, Sequence
 
+from tfopt.quiet import set_verbose
 from tfopt.errors import TfoptError
 
 
@@ -26,23 +32,42 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from tfopt.models import MODELS
     from tfopt.transforms import TECHNIQUES
 
-    def doc(obj: object) -> str:
-        return ((obj.__doc__ or "").strip().splitlines() or [""])[0].replace("``", "")
-
     sections = [
-        (title, [(name, doc(obj)) for name, obj in reg.items()])
+        (title, [(name, describe(obj.__doc__)) for name, obj in reg.items()])
         for title, reg in (("datasets", DATASETS), ("models", MODELS), ("export formats", EXPORTERS))
     ]
     sections.insert(
         2,
-        ("transforms [Keras backends]", [(n, f"{t.summary} [{', '.join(t.backends)}]") for n, t in TECHNIQUES.items()]),
+        (
+            "transforms [Keras backends]",
+            [(n, f"{describe(t.summary)} [{', '.join(t.backends)}]") for n, t in TECHNIQUES.items()],
+        ),
     )
-    width = max(len(name) for _, rows in sections for name, _ in rows)  # one column for every section
-    for title, rows in sections:
-        print(f"{title}:")
-        for name, text in rows:
-            print(f"  {name:<{width}}  {text}")
+    print(format_listing(sections, shutil.get_terminal_size((120, 24)).columns))  # 120 when piped
     return 0
+
+
+def describe(doc: Optional[str]) -> str:
+    """A docstring's first paragraph as one line of plain text (reStructuredText roles and backticks removed)."""
+    first = re.split(r"\n\s*\n", (doc or "").strip(), maxsplit=1)[0]
+    text = " ".join(first.split())
+    text = re.sub(r":\w+:`([^`]*)`", r"\1", text)  # :class:`x`
+    return re.sub(r"`{1,2}([^`]*)`{1,2}", r"\1", text)
+
+
+def format_listing(sections: Sequence[tuple[str, Sequence[tuple[str, str]]]], width: int = 100) -> str:
+    """Sections of (name, description) rows: one name column for all, descriptions wrapped to ``width``."""
+    names = max((len(name) for _, rows in sections for name, _ in rows), default=0)
+    indent = " " * (2 + names + 2)
+    wrap = max(40, width - len(indent))  # a long name still leaves room for the text
+    lines = []
+    for title, rows in sections:
+        lines.append(f"{title}:")
+        for name, text in rows:
+            parts = textwrap.wrap(text, wrap) or ["(no description)"]
+            lines.append(f"  {name:<{names}}  {parts[0]}")
+            lines += [indent + part for part in parts[1:]]
+    return "\n".join(lines)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -79,6 +104,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from tfopt.evaluate.inspection import format_inspection, inspect_tflite
+
+    info = inspect_tflite(args.model)
+    print(json.dumps(info.to_dict(), indent=2) if args.json else format_inspection(info))
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from tfopt.models.bert import predict_texts
 
@@ -96,21 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tfopt", description="Optimize Keras models, export TFLite, report measured results."
     )
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    _add_log_flags(p, default=False)
+    common = argparse.ArgumentParser(add_help=False)  # the same flags after the command: tfopt run x.yaml --verbose
+    _add_log_flags(common, default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run a pipeline YAML")
+    add = functools.partial(sub.add_parser, parents=[common])
+    r = add("run", help="run a pipeline YAML")
     r.add_argument("pipeline", help="path to a pipeline YAML, e.g. pipelines/quickstart.yaml")
     r.add_argument("--out", default=".", help="root folder for reports/<name>/ and models/<name>/ (default: .)")
     r.add_argument("--force", action="store_true", help="replace a finished run of the same name (default: refuse)")
     r.set_defaults(func=_cmd_run)
-    ls = sub.add_parser("list", help="show registered datasets, models, transforms and export formats")
+    ls = add("list", help="show registered datasets, models, transforms and export formats")
     ls.set_defaults(func=_cmd_list)
-    rep = sub.add_parser("report", help="re-render report.md/report.html from a run.json (no TensorFlow)")
+    rep = add("report", help="re-render report.md/report.html from a run.json (no TensorFlow)")
     rep.add_argument("run_json")
     rep.set_defaults(func=_cmd_report)
-    bench = sub.add_parser(
-        "benchmark", help="latency, throughput and peak memory of a .tflite through LiteRT (no TensorFlow)"
-    )
+    bench = add("benchmark", help="latency, throughput and peak memory of a .tflite through LiteRT (no TensorFlow)")
     bench.add_argument("model", help="a .tflite file")
     bench.add_argument(
         "--vs", metavar="OTHER.tflite", help="time a second file alternately in the same process and print the ratio"
@@ -127,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-memory", action="store_true", help="skip the peak-memory probe (a fresh process per model)"
     )
     bench.set_defaults(func=_cmd_benchmark)
-    cmp = sub.add_parser("compare", help="merge several run.json into one comparison report (no TensorFlow)")
+    cmp = add("compare", help="merge several run.json into one comparison report (no TensorFlow)")
     cmp.add_argument(
         "run_jsons", nargs="+", metavar="RUN.json", help="run.json files (or their folders); the first is the reference"
     )
@@ -135,9 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="reports/compare", help="folder for report.md/report.html (default: reports/compare)"
     )
     cmp.set_defaults(func=_cmd_compare)
-    pred = sub.add_parser(
-        "predict", help="class probabilities of a text (BERT) .tflite for raw text, tokenized as in training"
-    )
+    ins = add(
+        "inspect", help="operators, weights (dtype, quantization, sparsity, unique values), MACs, inputs and outputs "
+        "of any .tflite, read from the file (no TensorFlow)",
+    )  # fmt: skip
+    ins.add_argument("model", help="a .tflite file, e.g. models/quickstart/pruned_80_int8.tflite")
+    ins.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the table")
+    ins.set_defaults(func=_cmd_inspect)
+    pred = add("predict", help="class probabilities of a text (BERT) .tflite for raw text, tokenized as in training")
     pred.add_argument(
         "model", help="a .tflite exported by a BERT pipeline, e.g. models/bert_rotten_tomatoes/baseline_dynamic.tflite"
     )
@@ -152,8 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_log_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--verbose", action="store_true", default=default,
+        help="show TensorFlow's native start-up logs and dependency warnings (hidden by default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--debug", action="store_true", default=default, help="show full tracebacks (implies --verbose)"
+    )
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    set_verbose(args.verbose or args.debug)
     try:
         return args.func(args)
     except TfoptError as e:
@@ -165,6 +217,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("tfopt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early (tfopt list | head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
 
 
 if __name__ == "__main__":

@@ -35,7 +35,10 @@ Schema versions (``schema_version``; adding a field or changing a meaning bumps 
 - 4: ``Result.val_accuracy``: the same file's accuracy on the validation split. Anything tfopt
   chooses (the report's recommendation, ``tfopt tune``'s search, ``best()``) is chosen on it, so the
   test split only reports. Older files load with None (nothing to choose on: the report says so) and
-  are upgraded in memory (``schema_version`` 4).
+  are upgraded in memory (``schema_version`` 4). Also in version 4 (before its release):
+  ``Latency.rounds`` and ``Latency.interleaved``. A run's files are timed in turn, in ``rounds``
+  blocks over all ``interleaved`` files of the run, so one run's latencies (and the report's speed-up
+  ratios) are measured under the same load; older files load with None (timed one after the other).
 """
 
 from __future__ import annotations
@@ -79,6 +82,9 @@ class Latency:
     batch: NonNegativeInt = 1
     warmup: Optional[NonNegativeInt] = None
     throughput: Optional[float] = None  # samples per second: batch / mean latency
+    # Added during schema version 4 (None in older files): how the runs were spread.
+    rounds: Optional[NonNegativeInt] = None  # blocks the timed runs were split into (1: one block)
+    interleaved: Optional[NonNegativeInt] = None  # files timed in turn in those rounds, this one included
 
 
 @pydantic.with_config(_RECORD)

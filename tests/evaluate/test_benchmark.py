@@ -14,7 +14,14 @@ import pytest
 
 from tfopt.benchmark import Benchmark, ModelBenchmark, benchmark, format_benchmark, load_data, peak_rss
 from tfopt.errors import DataError, TfoptError
-from tfopt.evaluate.latency import measure_latency, measure_pair, prepare_interpreter, summarize
+from tfopt.evaluate.latency import (
+    measure_interleaved,
+    measure_latency,
+    measure_pair,
+    prepare_interpreter,
+    summarize,
+    time_interleaved,
+)
 from tfopt.evaluate.litert import TfliteRunner
 from tfopt.results import Latency
 
@@ -94,6 +101,28 @@ def test_pair_alternates_so_noise_hits_both() -> None:
     # rounds of 3, 3, 2, 2 runs in the order AB, BA, AB, BA (consecutive B's merge at round edges)
     assert [n for n, _ in blocks] == ["a", "b", "a", "b", "a"]
     assert [c for _, c in blocks] == [3, 6, 5, 4, 2]
+
+
+def test_interleaved_rotates_every_file_through_every_position() -> None:
+    """A run's files timed in turn: round r starts with the r-th file, each gets its runs in every round."""
+    log: list[str] = []
+    recorders = [_Recorder(name, log) for name in "abc"]
+    lats = time_interleaved(recorders, runs=6, warmup=1, rounds=3)
+    assert log[:3] == ["a", "b", "c"]  # each warmed up first
+    expected = [n for order in ("abc", "bca", "cab") for n in order for _ in range(2)]  # 6 runs / 3 rounds
+    assert log[3:] == expected
+    assert [(lat.runs, lat.rounds, lat.interleaved) for lat in lats] == [(6, 3, 3)] * 3
+
+
+def test_measure_interleaved_times_every_file(tiny_tflite, digits) -> None:
+    paths = [tiny_tflite["float32"], tiny_tflite["int8"], tiny_tflite["float32"]]
+    lats = measure_interleaved(paths, digits.x_test, runs=9, warmup=1, rounds=4)
+    assert len(lats) == 3
+    for lat in lats:
+        assert lat.runs == 9 and lat.rounds == 4 and lat.interleaved == 3 and lat.warmup == 1
+        assert 0 < lat.p50 <= lat.p90
+    with pytest.raises(TfoptError, match="not found"):
+        measure_interleaved([tiny_tflite["int8"], "missing.tflite"], None, runs=2)
 
 
 def test_benchmark_vs_reports_both_and_the_ratio(tiny_tflite) -> None:

@@ -39,7 +39,7 @@ def _existing(name: str, path: str, what: str) -> Path:
 
 @DATASETS.register("npz", options=NpzOptions)
 def load_npz(options: NpzOptions) -> Arrays:
-    """Keys ``x_train, y_train, x_test, y_test``, or ``x, y`` to be split; optional ``class_names``."""
+    """Your arrays in a NumPy .npz (``data.path``): ``x_train, y_train, x_test, y_test``, or ``x, y`` to split."""
     path = _existing("npz", options.path, _NPZ_PATH)
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -61,7 +61,7 @@ def load_npz(options: NpzOptions) -> Arrays:
 
 @DATASETS.register("image_folder", options=ImageFolderOptions)
 def load_image_folder(options: ImageFolderOptions) -> Arrays:
-    """``path/<class>/<image>``; images resized to ``data.image_size`` (default: the first image's)."""
+    """Your images, one folder per class (``data.path``/<class>/<image>), resized to ``data.image_size``."""
     from PIL import Image, UnidentifiedImageError
 
     root = _existing("image_folder", options.path, _FOLDER_PATH)

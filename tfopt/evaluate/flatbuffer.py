@@ -33,18 +33,29 @@ def read_tflite(path: str | Path) -> TfliteFile:
     """Open ``path`` as a .tflite flatbuffer.
 
     Raises:
-        TfoptError: the file is not a valid .tflite flatbuffer.
+        TfoptError: the file is missing, unreadable or not a valid .tflite flatbuffer.
     """
     from ai_edge_litert import schema_py_generated as schema
 
-    buf = Path(path).read_bytes()
+    path = Path(path)
+    try:
+        buf = path.read_bytes()
+    except FileNotFoundError:
+        raise TfoptError(f"File not found: {path}. Fix: check the path (a run's files are in models/<run>/).") from None
+    except IsADirectoryError:
+        raise TfoptError(f"{path} is a folder, not a .tflite file. Fix: pass the path of a .tflite file.") from None
+    except OSError as e:
+        raise TfoptError(f"Cannot read {path}: {e.strerror or e}. Fix: pass a readable .tflite file.") from None
     try:
         if not schema.Model.ModelBufferHasIdentifier(buf, 0):
             raise ValueError("missing TFL3 identifier")
         model = schema.Model.GetRootAs(buf, 0)
         subgraph = model.Subgraphs(0)
     except Exception as e:  # flatbuffers raises struct/index errors on garbage
-        raise TfoptError(f"{path} is not a valid .tflite file ({e}). Fix: export it again.") from None
+        raise TfoptError(
+            f"{path} is not a valid .tflite file ({e}). "
+            "Fix: pass a TFLite flatbuffer, or export it again if it was one."
+        ) from None
     return TfliteFile(buf, model, subgraph, schema)
 
 

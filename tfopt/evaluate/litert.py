@@ -6,13 +6,17 @@ float outputs, whatever the file's interface.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tfopt.quiet import native_logs_hidden
 from tfopt.errors import TfoptError
+
+_delegate_notice = {"hidden": False}
 
 
 def make_interpreter(model: str | Path | bytes, threads: int = 1) -> Any:
@@ -21,7 +25,7 @@ def make_interpreter(model: str | Path | bytes, threads: int = 1) -> Any:
 
     try:
         if isinstance(model, (bytes, bytearray)):
-            return Interpreter(model_content=bytes(model), num_threads=threads)
+            return _first_allocation_quiet(Interpreter(model_content=bytes(model), num_threads=threads))
         path = Path(model)
         if path.is_dir():
             raise TfoptError(f"{path} is a folder, not a .tflite file. Fix: pass the path of a .tflite file.")
@@ -29,13 +33,23 @@ def make_interpreter(model: str | Path | bytes, threads: int = 1) -> Any:
             raise TfoptError(
                 f"TFLite file not found: {path}. Fix: check the path (exported files are in models/<run>/)."
             )
-        return Interpreter(model_path=str(path), num_threads=threads)
+        return _first_allocation_quiet(Interpreter(model_path=str(path), num_threads=threads))
     except ValueError as e:
         what = "model" if isinstance(model, (bytes, bytearray)) else str(model)
         reason = (str(e).splitlines() or ["unreadable"])[0][:200]
         raise TfoptError(
             f"Not a valid .tflite {what} ({reason}; truncated or corrupt?). Fix: export it again."
         ) from None
+
+
+def _first_allocation_quiet(interp: Any) -> Any:
+    """Allocate the process's first interpreter with fd 2 caught: LiteRT prints "INFO: Created TensorFlow
+    Lite XNNPACK delegate for CPU." once per process there (``tfopt.quiet``). Later allocations print nothing."""
+    if not _delegate_notice["hidden"]:
+        _delegate_notice["hidden"] = True
+        with native_logs_hidden(), contextlib.suppress(Exception):  # the caller's own allocation reports errors
+            interp.allocate_tensors()
+    return interp
 
 
 def to_input_dtype(x: np.ndarray, detail: dict) -> np.ndarray:

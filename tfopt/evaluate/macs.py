@@ -30,12 +30,13 @@ COUNTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "TRANSPOSE_CONV", "FUL
 
 @dataclass(frozen=True)
 class OpMacs:
-    """One counted operator: its kind, output tensor name, weight (second operand) shape and MACs."""
+    """One counted operator: its kind, output tensor name, weight (second operand) shape, MACs and index."""
 
     op: str
     output: str
     weight_shape: tuple[int, ...]
     macs: int
+    index: int = -1  # position among the subgraph's operators
 
 
 def tflite_op_macs(path: str | Path) -> list[OpMacs]:
@@ -64,7 +65,7 @@ def tflite_op_macs(path: str | Path) -> list[OpMacs]:
         macs = _macs(kind, op, schema, [shape(t) for t in ins], shape(out_t))
         name = subgraph.Tensors(out_t).Name().decode("utf-8", "replace")
         weight = ins[2] if kind == "TRANSPOSE_CONV" else ins[1]
-        out.append(OpMacs(kind, name, shape(weight), macs))
+        out.append(OpMacs(kind, name, shape(weight), macs, index=i))
     return out
 
 

@@ -17,11 +17,18 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from tfopt.backends import Backend, backend_for
-from tfopt.evaluate.flatbuffer import read_tflite
+from tfopt.evaluate.flatbuffer import TfliteFile, read_tflite
 from tfopt.backends.tensor_stats import holds_m_by_n, layer_of, tensor_stats, unique_per_channel
 from tfopt.results import LayerStats
 
-__all__ = ["holds_m_by_n", "unique_per_channel", "keras_weight_stats", "overall_sparsity", "tflite_weight_stats"]
+__all__ = [
+    "holds_m_by_n",
+    "unique_per_channel",
+    "keras_weight_stats",
+    "overall_sparsity",
+    "tflite_op_weights",
+    "tflite_weight_stats",
+]
 
 # Operator -> (index of its weight input, axis of output channels in TFLite's layout).
 _WEIGHT_OPS = {
@@ -128,9 +135,18 @@ def _quantization(tensor: Any, tname: str) -> tuple[Optional[bool], str, Optiona
 
 def tflite_weight_stats(path: str | Path) -> list[LayerStats]:
     """Per-weight-tensor stats of a .tflite file, read from the flatbuffer (no interpreter)."""
-    file = read_tflite(path)
-    buf, model, subgraph, schema, opname = file.buf, file.model, file.subgraph, file.schema, file.op_name
+    out: dict[str, LayerStats] = {}
+    for _, stats in tflite_op_weights(read_tflite(path)):
+        out.setdefault(stats.name, stats)  # a tensor shared by several operators counts once
+    return list(out.values())
 
+
+def tflite_op_weights(file: TfliteFile) -> list[tuple[int, LayerStats]]:
+    """(operator index, stats of its stored weight) for each weight operator of the first subgraph.
+
+    For ``tfopt inspect``'s per-operator table; ``tflite_weight_stats`` keeps each tensor once.
+    """
+    buf, model, subgraph, schema, opname = file.buf, file.model, file.subgraph, file.schema, file.op_name
     producer = {}
     ops = [subgraph.Operators(i) for i in range(subgraph.OperatorsLength())]
     for op in ops:
@@ -159,8 +175,8 @@ def tflite_weight_stats(path: str | Path) -> list[LayerStats]:
             return _densify(schema, values, shape, tensor.Sparsity()), tname
         return (values.reshape(shape) if shape and values.size == count else values), tname
 
-    out: dict[str, LayerStats] = {}
-    for op in ops:
+    out: list[tuple[int, LayerStats]] = []
+    for index, op in enumerate(ops):
         kind = opname(op)
         if kind not in _WEIGHT_OPS:
             continue
@@ -185,20 +201,22 @@ def tflite_weight_stats(path: str | Path) -> list[LayerStats]:
         if axis is not None and values.ndim:
             axis = axis % values.ndim
         layer = layer_of(name) or layer_of(user_name)
-        out.setdefault(
-            name,
-            tensor_stats(
-                name,
-                values,
-                tname,
-                channel_axis=axis if values.ndim >= 2 else None,
-                m_by_n=kind in _M_BY_N_OPS,
-                quantization=description,
-                quantized=quantized,
-                layer=layer,
-            ),
+        out.append(
+            (
+                index,
+                tensor_stats(
+                    name,
+                    values,
+                    tname,
+                    channel_axis=axis if values.ndim >= 2 else None,
+                    m_by_n=kind in _M_BY_N_OPS,
+                    quantization=description,
+                    quantized=quantized,
+                    layer=layer,
+                ),
+            )
         )
-    return list(out.values())
+    return out
 
 
 def keras_weight_stats(model: Any, backend: Optional[Backend] = None) -> list[LayerStats]:

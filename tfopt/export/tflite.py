@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from tfopt.quiet import verbose
 from tfopt._keras import tf
 from tfopt.backends import Backend, backend_for
 from tfopt.export.saved_model import converter_for
@@ -112,7 +113,7 @@ def _int8(conv: Any, spec: ExportSpec, calib: np.ndarray) -> None:
 @contextlib.contextmanager
 def quiet_stderr() -> Any:
     """The MLIR converter logs dozens of lines to fd 2 per model; keep them out of the progress."""
-    if os.environ.get("TFOPT_VERBOSE_CONVERTER"):
+    if os.environ.get("TFOPT_VERBOSE_CONVERTER") or verbose():  # --verbose shows them
         yield
         return
     sys.stderr.flush()

@@ -33,6 +33,7 @@ from typing import Any, Iterable
 import numpy as np
 from pydantic import Field, field_validator
 
+from tfopt._keras import keras3
 from tfopt.errors import ModelError
 from tfopt.models import MODELS
 from tfopt.schema import Strict
@@ -41,6 +42,14 @@ INPUT_NAMES = ("token_ids", "padding_mask", "segment_ids")
 PRESETS = ("minilm_l6", "tiny")
 MAX_SEQ_LEN = 512
 TINY = dict(num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64)
+
+
+def _keras_hub() -> Any:
+    """keras-hub, imported after TensorFlow (quietly, see ``tfopt.quiet``) so its import adds no start-up noise."""
+    keras3()
+    import keras_hub
+
+    return keras_hub
 
 
 def minilm_dir() -> Path:
@@ -105,7 +114,7 @@ class TextEncoder:
 
     def __init__(self, preset: str = "minilm_l6", seq_len: int = 64):
         _check_seq_len(seq_len)
-        import keras_hub
+        keras_hub = _keras_hub()
 
         folder = resolve_preset(preset)
         self.preset, self.seq_len, self.vocabulary = preset, seq_len, _vocabulary_file(folder)
@@ -214,7 +223,7 @@ def bert(
             f"but the dataset gives inputs of shape {tuple(input_shape)}. "
             "Fix: use a text dataset (rotten_tomatoes, text_csv)."
         )
-    import keras_hub
+    keras_hub = _keras_hub()
 
     if preset == "tiny":
         vocab = encoder(preset, seq_len).vocabulary_size
@@ -246,7 +255,7 @@ def tiny_bert(
     num_classes: int, seq_len: int, *, vocabulary_size: int = 30522, dropout: float = 0.1, **sizes: int
 ) -> Any:
     """A randomly initialised small BERT classifier for tests (``TINY`` sizes unless overridden)."""
-    import keras_hub
+    keras_hub = _keras_hub()
 
     dims = dict(TINY, **sizes)
     backbone = keras_hub.models.BertBackbone(

@@ -7,11 +7,12 @@
 
 Its parts are public, for the tests, the search and notebooks: ``apply_steps`` (steps.py) applies a
 variant's techniques to a model, ``export_and_evaluate`` (evaluation.py) writes and measures every
-file of one model, ``Outputs`` (outputs.py) writes a run's folders atomically, ``Given`` (given.py)
-hands ``run`` a model and data already in memory (``tfopt.optimize``).
+file of one model, ``time_latencies`` (evaluation.py) times a run's files together, ``Outputs``
+(outputs.py) writes a run's folders atomically, ``Given`` (given.py) hands ``run`` a model and data
+already in memory (``tfopt.optimize``).
 """
 
-from tfopt.pipeline.evaluation import Evaluation, accuracy, export_and_evaluate
+from tfopt.pipeline.evaluation import Evaluation, accuracy, export_and_evaluate, time_latencies
 from tfopt.pipeline.given import Given
 from tfopt.pipeline.outputs import Outputs, Stages, storage_failure
 from tfopt.pipeline.run import run
@@ -43,4 +44,5 @@ __all__ = [
     "export_and_evaluate",
     "run",
     "storage_failure",
+    "time_latencies",
 ]

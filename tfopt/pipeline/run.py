@@ -19,7 +19,7 @@ from tfopt.backends import Backend, backend_for
 from tfopt.data import Splits, num_examples
 from tfopt.errors import TfoptError, ValidationError
 from tfopt.io import atomic_write_text
-from tfopt.pipeline.evaluation import Evaluation, export_and_evaluate
+from tfopt.pipeline.evaluation import Evaluation, export_and_evaluate, time_latencies
 from tfopt.pipeline.given import Given
 from tfopt.pipeline.outputs import Outputs, Stages, storage_failure
 from tfopt.pipeline.steps import Recipe, add_controls, apply_steps, check_step_models, check_variants
@@ -130,12 +130,7 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Log, ckpt: RunCheckpoints, chie
     if not chief:  # every worker made its export copy above (a collective op on multi-worker strategies)
         log("[tfopt] training done on this worker; the chief exports, evaluates and writes the report")
         return None
-    evaluation = Evaluation()
-    for vname, model in keras_models.items():
-        with stage(f"export+evaluate {vname}"):
-            one = export_and_evaluate(model, vname, cfg.export, splits, out.models_dir, backend=backends[vname],
-                                      evaluate=cfg.evaluate, published=out.final, log=log)  # fmt: skip
-        evaluation.merge(one)
+    evaluation = _export_all(cfg, keras_models, backends, splits, out, stage, log)
     record = _record(cfg, splits, evaluation, reports, trainings, stage, backend)
     with stage("report"):
         record.save(out.run_json)
@@ -149,6 +144,24 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Log, ckpt: RunCheckpoints, chie
     if evaluation.failures:
         raise ValidationError("Export validation failed:\n" + "\n".join(evaluation.failures))
     return record
+
+
+def _export_all(
+    cfg: PipelineConfig, keras_models: dict, backends: dict, splits: Splits, out: Outputs, stage: Stages, log: Log
+) -> Evaluation:
+    """Every variant's files written and measured, then all of them timed together (same load for each)."""
+    evaluation = Evaluation()
+    for vname, model in keras_models.items():
+        with stage(f"export+evaluate {vname}"):
+            one = export_and_evaluate(
+                model, vname, cfg.export, splits, out.models_dir, backend=backends[vname], evaluate=cfg.evaluate,
+                published=out.final, log=log, time_latency=False,
+            )  # fmt: skip
+        evaluation.merge(one)
+    if cfg.evaluate.latency_runs and evaluation.files:
+        with stage("latency"):
+            time_latencies(evaluation, splits.x_test, cfg.evaluate, log)
+    return evaluation
 
 
 def _load_data(cfg: PipelineConfig, out: Outputs, log: Log, given: Given) -> Splits:

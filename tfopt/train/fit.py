@@ -138,7 +138,10 @@ def fit(
     train_ds = make_dataset(splits.x_train, splits.y_train, batch_size, shuffle=True, seed=seed)
     val_ds = make_dataset(splits.x_val, splits.y_val, batch_size, shuffle=False, seed=seed) if has_val else None
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=cbs, verbose=verbose)
+    # shuffle=False: train_ds shuffles itself (seeded); Keras 3 warns that fit's own shuffle=True is ignored otherwise.
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=epochs, callbacks=cbs, verbose=verbose, shuffle=False
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     epochs_run = len(history.epoch)
     first = history.epoch[0] if history.epoch else (progress.first_epoch or epochs)
