@@ -256,6 +256,43 @@ def check_references(cfg: PipelineConfig, source: str = "<config>", lines: Optio
                     ("variants", vname, i),
                     f"variant {vname!r}: {e}. Received: transforms={[s.name for s in variant.transforms]}",
                 )
+    _check_search(cfg, fail)
+
+
+def _check_search(cfg: PipelineConfig, fail: Any) -> None:
+    """``search.space``'s technique, parameter and format names, against the registries."""
+    space = cfg.search.space if cfg.search is not None else None
+    for key, params in (space or {}).items():
+        where = ("search", "space", key)
+        if key == "export":
+            for i, fmt in enumerate(params):
+                if fmt not in EXPORTERS:
+                    fail(where + (i,), f"search.space.export: {EXPORTERS.unknown_message(fmt)}")
+            continue
+        if key == "finetune_epochs":
+            continue
+        if key not in TUNABLE:
+            fail(
+                where,
+                f"search.space: {key!r} is not a technique tfopt tune searches. "
+                f"Fix: use {', '.join(TUNABLE)}, export or finetune_epochs. Received: {key!r}",
+            )
+        fields = TECHNIQUES.get(key).Config.model_fields
+        for name in params or {}:
+            if name == "use" or (
+                key == "prune" and name == "allocation"
+            ):  # the search's own keys (tfopt/tune/space.py)
+                continue
+            if name not in fields:
+                fail(
+                    where + (name,),
+                    f"search.space.{key}: unknown parameter {name!r}. Fix: use one of {', '.join(fields)}. "
+                    f"Received: {name!r}",
+                )
+
+
+TUNABLE = ("prune_channels", "prune", "cluster", "qat")
+"""The techniques ``tfopt tune`` chains, in the order it applies them."""
 
 
 def transform_config(spec: TransformSpec) -> BaseModel:

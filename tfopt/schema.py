@@ -249,6 +249,122 @@ class EvaluateConfig(Strict):
     threads: int = Field(1, gt=0)
 
 
+class RelativeDrop(Strict):
+    relative: float = Field(gt=0, lt=1, description="fraction of the baseline's accuracy, e.g. 0.01")
+
+
+class SensitivityConfig(Strict):
+    """The per-layer sensitivity ``tfopt tune`` measures first (no fine-tune: cheap)."""
+
+    sparsities: list[float] = Field(
+        default_factory=lambda: [0.5, 0.75, 0.9, 0.97], min_length=1, description="each layer pruned alone to these"
+    )
+    quantization: bool = Field(True, description="each layer's int8 error (TensorFlow's quantization debugger)")
+
+    @field_validator("sparsities")
+    @classmethod
+    def _in_range(cls, v: list[float]) -> list[float]:
+        if any(not 0 < s < 1 for s in v):
+            raise ValueError(f"each sparsity must be in (0, 1); got {v}")
+        return sorted(set(v))
+
+
+class SearchConfig(Strict):
+    """``tfopt tune``'s budget and search (docs/tune.md).
+
+    ``space`` maps a technique (prune, cluster, qat, prune_channels) to its searched parameters:
+    ``[low, high]`` a range (integers if both are), a longer list or strings a choice, a scalar
+    fixed; ``export`` lists the formats tried, ``finetune_epochs`` the fine-tune length. Technique
+    and parameter names are checked against the registries by the loader (``tfopt.config``).
+
+    Example::
+
+        search: {objective: gzip_bytes, max_accuracy_drop: 0.01, max_trials: 20, tuner: bayesian,
+                 space: {prune: {final_sparsity: [0.5, 0.95]}, cluster: {number_of_clusters: [8, 32]},
+                         export: [int8]}}
+    """
+
+    objective: Literal["gzip_bytes", "size_bytes", "latency_p50", "macs"] = "gzip_bytes"
+    max_accuracy_drop: float | RelativeDrop = Field(0.01, description="absolute (0.01 = 1 point), or {relative: f}")
+    max_trials: int = Field(12, gt=0)
+    time_budget: Optional[str | float] = Field(None, description="seconds, or e.g. 30m, 1h, 90s")
+    tuner: Literal["bayesian", "hyperband", "random"] = "bayesian"
+    space: Optional[dict[str, Any]] = Field(None, description="default: built from the techniques the model takes")
+    sensitivity: SensitivityConfig = Field(default_factory=SensitivityConfig)
+    seed: Optional[int] = Field(None, ge=0, lt=2**32, description="the oracle's seed; default: the pipeline's")
+    baseline: Optional[dict[str, Any]] = Field(None, description="a space of training hyperparameters (not yet)")
+
+    @field_validator("max_accuracy_drop")
+    @classmethod
+    def _drop(cls, v: float | RelativeDrop) -> float | RelativeDrop:
+        if isinstance(v, float | int) and not 0 <= v < 1:
+            raise ValueError(f"an absolute drop is a fraction of accuracy in [0, 1), e.g. 0.01 for 1 point; got {v}")
+        return v
+
+    @field_validator("time_budget")
+    @classmethod
+    def _duration(cls, v: Optional[str | float]) -> Optional[str | float]:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @field_validator("space")
+    @classmethod
+    def _space_shape(cls, v: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        for key, params in (v or {}).items():
+            if key in ("export", "finetune_epochs"):
+                if key == "export" and not (
+                    isinstance(params, list) and params and all(isinstance(f, str) for f in params)
+                ):
+                    raise ValueError(f"space.export: a list of format names, e.g. [int8, dynamic]; got {params!r}")
+                if key == "finetune_epochs" and not (_is_range(params) or isinstance(params, int)):
+                    raise ValueError(f"space.finetune_epochs: an integer or [low, high]; got {params!r}")
+                continue
+            if params is not None and not isinstance(params, dict):
+                raise ValueError(
+                    f"space.{key}: a mapping of parameter -> [low, high] | [choices] | value; got {params!r}"
+                )
+            for name, value in (params or {}).items():
+                if isinstance(value, list) and (
+                    not value
+                    or (len(value) == 2 and not _is_range(value) and all(isinstance(x, (int, float)) for x in value))
+                ):
+                    raise ValueError(f"space.{key}.{name}: [low, high] needs low < high; got {value!r}")
+        return v
+
+    @property
+    def drop(self) -> tuple[float, bool]:
+        """(max drop, relative?)."""
+        if isinstance(self.max_accuracy_drop, RelativeDrop):
+            return self.max_accuracy_drop.relative, True
+        return float(self.max_accuracy_drop), False
+
+    @property
+    def seconds(self) -> Optional[float]:
+        return None if self.time_budget is None else parse_duration(self.time_budget)
+
+
+def _is_range(v: Any) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        and v[0] < v[1]
+    )
+
+
+def parse_duration(v: str | float) -> float:
+    """Seconds from 90, "90s", "30m", "1.5h"; ValueError otherwise."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if v <= 0:
+            raise ValueError(f"a time budget must be positive; got {v}")
+        return float(v)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(v))
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"write a time budget as seconds or e.g. 90s, 30m, 1h; got {v!r}")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
 class PipelineConfig(Strict):
     """A whole pipeline: data, model, baseline training, variants, exports."""
 
@@ -261,6 +377,7 @@ class PipelineConfig(Strict):
     variants: dict[str, VariantConfig] = Field(default_factory=dict)
     export: list[ExportSpec] = Field(default_factory=lambda: [ExportSpec(format="float32")])
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    search: Optional[SearchConfig] = Field(None, description="tfopt tune's budget and space (default: built)")
 
     @field_validator("name")
     @classmethod

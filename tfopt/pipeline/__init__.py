@@ -7,12 +7,13 @@
 
 Its parts are public, for the tests, the search and notebooks: ``apply_steps`` (steps.py) applies a
 variant's techniques to a model, ``export_and_evaluate`` (evaluation.py) writes and measures every
-file of one model, ``Outputs`` (outputs.py) writes a run's folders atomically.
+file of one model, ``Outputs`` (outputs.py) writes a run's folders atomically, ``train_baseline`` (run.py)
+trains the pipeline's baseline once (``tfopt tune`` starts from it too).
 """
 
 from tfopt.pipeline.evaluation import Evaluation, accuracy, export_and_evaluate
 from tfopt.pipeline.outputs import Outputs, Stages, storage_failure
-from tfopt.pipeline.run import run
+from tfopt.pipeline.run import Baseline, build_record, load_data, recipe_for, run, train_baseline
 from tfopt.pipeline.steps import (
     CONTROL_SUFFIX,
     Applied,
@@ -27,6 +28,7 @@ from tfopt.pipeline.steps import (
 __all__ = [
     "CONTROL_SUFFIX",
     "Applied",
+    "Baseline",
     "Evaluation",
     "Outputs",
     "Recipe",
@@ -35,9 +37,13 @@ __all__ = [
     "add_controls",
     "apply_steps",
     "as_specs",
+    "build_record",
     "check_step_models",
     "check_variants",
     "export_and_evaluate",
+    "load_data",
+    "recipe_for",
     "run",
     "storage_failure",
+    "train_baseline",
 ]

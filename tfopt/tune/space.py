@@ -1,0 +1,96 @@
+"""The search space: ``search.space`` (or a default) as keras-tuner hyperparameters, and a trial's
+values back as a variant (the same ``VariantConfig`` a YAML variant is).
+
+A technique in the space is one optional step of the chain ``prune_channels -> prune -> cluster ->
+qat``; its reserved key ``use`` says whether the search may leave it out (``[true, false]``, the
+default) or always applies it (``true``). ``prune`` also gets ``prune/allocation``: ``uniform``
+(one sparsity for every layer) or ``sensitivity`` (per-layer sparsities from
+``sensitivity.allocate``, same overall sparsity).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from tfopt.results import LayerSensitivity
+from tfopt.schema import ExportSpec, PipelineConfig, VariantConfig
+from tfopt.tune.sensitivity import allocate
+
+CHAIN = ("prune_channels", "prune", "cluster", "qat")  # the order tfopt applies them (tfopt.config.TUNABLE)
+
+
+def default_space(cfg: PipelineConfig, backend_kind: str) -> dict[str, Any]:
+    """A space from the techniques that apply to the model: magnitude pruning (always), clustering and
+    QAT (each optional), int8 or dynamic-range files, the pipeline's fine-tune length."""
+    space: dict[str, Any] = {
+        "prune": {"use": True, "final_sparsity": [0.6, 0.95]},
+        "cluster": {"use": [True, False], "number_of_clusters": [8, 32]},
+        "qat": {"use": [True, False]},
+        "export": ["int8", "dynamic"],
+        "finetune_epochs": cfg.finetune.epochs,
+    }
+    if backend_kind != "tf_keras":
+        space["prune"]["allocation"] = ["uniform"]  # per-layer sparsities are a tf_keras prune option
+    return space
+
+
+def declare(hp: Any, space: dict[str, Any]) -> Any:
+    """Declare ``space`` on a ``keras_tuner.HyperParameters`` (returned)."""
+    for tech in CHAIN:
+        if tech not in space:
+            continue
+        params = dict(space[tech] or {})
+        use = params.pop("use", [True, False])
+        _param(hp, f"use_{tech}", use)
+        if tech == "prune" and "sparsity_m_by_n" not in params:
+            _param(hp, "prune/allocation", params.pop("allocation", ["sensitivity", "uniform"]))
+        for name, value in params.items():
+            _param(hp, f"{tech}/{name}", value)
+    _param(hp, "export", space.get("export", ["int8"]))
+    _param(hp, "finetune_epochs", space.get("finetune_epochs", 4))
+    return hp
+
+
+def _param(hp: Any, name: str, value: Any) -> None:
+    """``[low, high]``: a range (Int if both are integers); another list: a choice; a scalar: fixed."""
+    numeric = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if numeric and len(value) == 2 and value[0] < value[1]:
+        if all(isinstance(v, int) for v in value):
+            hp.Int(name, value[0], value[1])
+        else:
+            hp.Float(name, float(value[0]), float(value[1]))
+    elif isinstance(value, list):
+        if len(set(map(repr, value))) == 1:
+            hp.Fixed(name, value[0])
+        else:
+            hp.Choice(name, value)
+    else:
+        hp.Fixed(name, value)
+
+
+def to_variant(
+    values: dict[str, Any],
+    sensitivity: Sequence[LayerSensitivity] = (),
+    sparsities: Sequence[float] = (),
+    reference: Optional[float] = None,
+) -> tuple[VariantConfig, ExportSpec, int]:
+    """A trial's values as (the variant to apply, the export format, fine-tune epochs)."""
+    steps: list[dict[str, Any]] = []
+    for tech in CHAIN:
+        if not values.get(f"use_{tech}", False):
+            continue
+        params = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith(f"{tech}/")}
+        allocation = params.pop("allocation", None)
+        if tech == "prune" and allocation == "sensitivity" and sensitivity and reference is not None:
+            params["sparsities"] = allocate(sensitivity, sparsities, float(params["final_sparsity"]), reference)
+        steps.append({tech: params})
+    if not steps:  # the search left every technique out: the baseline itself, exported
+        steps = [{"prune": {"final_sparsity": 0.0, "schedule": "constant"}}]
+    epochs = int(values.get("tuner/epochs", values.get("finetune_epochs", 1)))
+    return VariantConfig.model_validate(steps), ExportSpec(format=str(values.get("export", "int8"))), max(epochs, 1)
+
+
+def budget_of(space: dict[str, Any], cfg: PipelineConfig) -> int:
+    """The most fine-tune epochs a trial gets (Hyperband's ``max_epochs``)."""
+    value = space.get("finetune_epochs", cfg.finetune.epochs)
+    return int(max(value) if isinstance(value, list) else value) or 1
