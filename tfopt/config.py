@@ -261,13 +261,22 @@ def check_references(cfg: PipelineConfig, source: str = "<config>", lines: Optio
 
 def _check_search(cfg: PipelineConfig, fail: Any) -> None:
     """``search.space``'s technique, parameter and format names, against the registries."""
+    if cfg.search is not None and cfg.search.baseline is not None:
+        fail(
+            ("search", "baseline"),
+            "search.baseline (a hyperparameter search of the baseline's training) is not implemented yet. "
+            "Fix: remove search.baseline and set train: by hand. Received: search.baseline",
+        )
     space = cfg.search.space if cfg.search is not None else None
     for key, params in (space or {}).items():
         where = ("search", "space", key)
         if key == "export":
             for i, fmt in enumerate(params):
                 if fmt not in EXPORTERS:
-                    fail(where + (i,), f"search.space.export: {EXPORTERS.unknown_message(fmt)}")
+                    fail(
+                        where + (i,),
+                        f"search.space.export: {EXPORTERS.unknown_message(fmt)} Fix: use formats of that list.",
+                    )
             continue
         if key == "finetune_epochs":
             continue

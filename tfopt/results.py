@@ -243,8 +243,9 @@ class Trial:
     objective: Optional[float] = None  # the raw objective of the file (e.g. gzip bytes)
     score: Optional[float] = None  # what the oracle minimised: the objective, penalised when the budget is missed
     met_budget: bool = False
-    path: Optional[str] = None  # the trial's file in the search folder (the recommended ones are copied to models/)
+    path: Optional[str] = None  # the reported trials' file in models/<name>/ (None: not reported, not kept)
     error: Optional[str] = None
+    tuner_id: Optional[str] = None  # the keras-tuner worker that ran it (KERASTUNER_TUNER_ID; tuner0 alone)
 
 
 @pydantic.with_config(_RECORD)

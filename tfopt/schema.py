@@ -265,7 +265,7 @@ class SensitivityConfig(Strict):
     @classmethod
     def _in_range(cls, v: list[float]) -> list[float]:
         if any(not 0 < s < 1 for s in v):
-            raise ValueError(f"each sparsity must be in (0, 1); got {v}")
+            raise ValueError(f"each sparsity must be in (0, 1). Fix: e.g. [0.5, 0.75, 0.9]; got {v}")
         return sorted(set(v))
 
 
@@ -298,7 +298,10 @@ class SearchConfig(Strict):
     @classmethod
     def _drop(cls, v: float | RelativeDrop) -> float | RelativeDrop:
         if isinstance(v, float | int) and not 0 <= v < 1:
-            raise ValueError(f"an absolute drop is a fraction of accuracy in [0, 1), e.g. 0.01 for 1 point; got {v}")
+            raise ValueError(
+                "an absolute drop is a fraction of accuracy in [0, 1). "
+                f"Fix: e.g. 0.01 for 1 point, or {{relative: 0.01}}; got {v}"
+            )
         return v
 
     @field_validator("time_budget")
@@ -316,20 +319,29 @@ class SearchConfig(Strict):
                 if key == "export" and not (
                     isinstance(params, list) and params and all(isinstance(f, str) for f in params)
                 ):
-                    raise ValueError(f"space.export: a list of format names, e.g. [int8, dynamic]; got {params!r}")
+                    raise ValueError(f"space.export: a list of format names. Fix: e.g. [int8, dynamic]; got {params!r}")
                 if key == "finetune_epochs" and not (_is_range(params) or isinstance(params, int)):
-                    raise ValueError(f"space.finetune_epochs: an integer or [low, high]; got {params!r}")
+                    raise ValueError(
+                        f"space.finetune_epochs: an integer or [low, high]. Fix: e.g. 4 or [2, 8]; got {params!r}"
+                    )
                 continue
             if params is not None and not isinstance(params, dict):
                 raise ValueError(
-                    f"space.{key}: a mapping of parameter -> [low, high] | [choices] | value; got {params!r}"
+                    f"space.{key}: a mapping of parameter -> [low, high] | [choices] | value. "
+                    f"Fix: e.g. {{final_sparsity: [0.5, 0.9]}}; got {params!r}"
                 )
             for name, value in (params or {}).items():
                 if isinstance(value, list) and (
                     not value
-                    or (len(value) == 2 and not _is_range(value) and all(isinstance(x, (int, float)) for x in value))
+                    or (
+                        len(value) == 2
+                        and not _is_range(value)
+                        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+                    )
                 ):
-                    raise ValueError(f"space.{key}.{name}: [low, high] needs low < high; got {value!r}")
+                    raise ValueError(
+                        f"space.{key}.{name}: [low, high] needs low < high. Fix: e.g. [0.5, 0.9]; got {value!r}"
+                    )
         return v
 
     @property
@@ -357,11 +369,11 @@ def parse_duration(v: str | float) -> float:
     """Seconds from 90, "90s", "30m", "1.5h"; ValueError otherwise."""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         if v <= 0:
-            raise ValueError(f"a time budget must be positive; got {v}")
+            raise ValueError(f"a time budget must be positive. Fix: e.g. 900 (seconds) or 30m; got {v}")
         return float(v)
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(v))
     if not m or float(m.group(1)) <= 0:
-        raise ValueError(f"write a time budget as seconds or e.g. 90s, 30m, 1h; got {v!r}")
+        raise ValueError(f"not a duration. Fix: write seconds or e.g. 90s, 30m, 1h; got {v!r}")
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 from tfopt.errors import TfoptError
 from tfopt.io import atomic_write_bytes, atomic_write_text
 from tfopt.report import plots
+from tfopt.report.tune_section import tune_blocks
 from tfopt.results import Result, Run, load_run
 
 MISSING = "–"
@@ -535,6 +536,9 @@ def build_blocks(run: Run) -> list[Any]:
     """Lay out the whole report as neutral blocks, shared by the Markdown and HTML writers."""
     return (
         _header(run)
+        + tune_blocks(
+            run, {"heading": _Heading, "para": _Para, "keyvalues": _KeyValues, "table": _Table, "image": _Image}
+        )
         + _results_table(run)
         + _distillation(run)
         + _not_exported(run)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -44,6 +45,7 @@ from tfopt.pipeline import (
 )
 from tfopt.pipeline.evaluation import accuracy
 from tfopt.report import render
+from tfopt.report.tune_section import NO_LEAKAGE
 from tfopt.report.recommend import OBJECTIVES, Budget, recommend
 from tfopt.results import (
     Recommended,
@@ -62,7 +64,6 @@ from tfopt.tune import space as space_mod
 from tfopt.tune import tuner as tuner_mod
 
 Log = Callable[[str], None]
-NO_LEAKAGE = "trials were scored on validation; the test split was used once, for the reported models"
 
 
 def project_dir(root: str | Path, name: str) -> Path:
@@ -234,8 +235,9 @@ class _Search:
     def _record_of(
         self, trial_id: str, name: str, values: dict, result: Optional[Result], error: Optional[str], seconds: float
     ) -> Trial:
+        worker = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
         if result is None:
-            return Trial(trial_id, name, values, "FAILED", round(seconds, 3), error=error, score=1e9)
+            return Trial(trial_id, name, values, "FAILED", round(seconds, 3), error=error, score=1e9, tuner_id=worker)
         value = OBJECTIVES[self.search.objective](result)
         ref_value = OBJECTIVES[self.search.objective](self.reference) or 1
         floor = self._budget().floor(self.reference.val_accuracy)
@@ -245,7 +247,7 @@ class _Search:
         score = ratio / (1 + ratio) if met else 1 + (floor - result.val_accuracy) * 100
         return Trial(
             trial_id, name, values, "COMPLETED", round(seconds, 3), result.format, result.val_accuracy,
-            value, round(score, 6), met, result.path,
+            value, round(score, 6), met, result.path, tuner_id=worker,
         )  # fmt: skip
 
     def _budget(self) -> Budget:
@@ -275,9 +277,13 @@ class _Search:
         rows = [records(Result, [p["result"]])[0] for p in payloads if p["result"]]
         drop, relative = self.search.drop
         baseline_rows = self.baseline_eval.results
-        rec = recommend(baseline_rows + rows, drop, self.search.objective, relative, reference=self.reference)
+        # Candidates are the trials' files: the baseline's float32 file would always "meet" the budget it defines.
+        rec = recommend(rows, drop, self.search.objective, relative, reference=self.reference)
         if rec is None:
-            raise TfoptError("tfopt tune: no file has a validation accuracy to choose on. Fix: set data.val_fraction.")
+            raise TfoptError(
+                f"tfopt tune: no trial produced a file (see the trial lines above: {_first_error(trials)}). "
+                "Fix: widen search.space or raise search.max_trials."
+            )
         chosen = [rec.result] + [r for r in rec.front if r is not rec.result]
         with stage("test: recommended and Pareto front"):
             tested = {r.variant: self._on_test(r) for r in chosen if r.variant != "baseline"}
@@ -308,6 +314,7 @@ class _Search:
         self.ckpt.remove()
         shutil.rmtree(self.project, ignore_errors=True)  # the run is published: a new tune starts over
         self.log(headline(record))
+        self.log(f"[tfopt] {NO_LEAKAGE}")
         return record
 
     def _on_test(self, r: Result) -> Result:
@@ -327,6 +334,10 @@ class _Search:
         return dataclasses.replace(
             r, accuracy=accuracy(probs, self.splits.y_test), path=str(self.out.final(dest)), latency_ms=latency
         )
+
+
+def _first_error(trials: list[Trial]) -> str:
+    return next((t.error for t in trials if t.error), "no trial ran")
 
 
 def _with_float32(formats: list[ExportSpec]) -> list[ExportSpec]:
