@@ -43,7 +43,7 @@ def tune_blocks(run: Run, kinds: dict[str, type]) -> list[Any]:
                     "trials",
                     f"{len(run.trials)} ({len(done)} completed, {sum(x.met_budget for x in done)} within budget)",
                 ),
-                ("search time", f"{t.seconds:.0f} s"),
+                ("time", f"{t.seconds:.0f} s from data to the last trial"),
                 ("Pareto front", ", ".join(run.pareto) or "-"),
             ]
         )
