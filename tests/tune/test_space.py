@@ -64,3 +64,17 @@ def test_default_space_declares_each_technique_as_an_optional_step():
     assert names["use_cluster"] == "Boolean" and names["use_qat"] == "Boolean"
     assert names["prune/final_sparsity"] == "Float" and names["cluster/number_of_clusters"] == "Int"
     assert hp.values["finetune_epochs"] == 4  # min(finetune.epochs, 4): the default keeps trials short
+
+
+def test_list_valued_parameters_are_searchable_choices():
+    import keras_tuner
+
+    space = {"prune": {"use": True, "final_sparsity": 0.8, "skip": [[], ["classifier"]]}, "export": ["int8"]}
+    hp = declare(keras_tuner.HyperParameters(), space)
+    choice = next(p for p in hp.space if p.name == "prune/skip")
+    values = dict(hp.values)
+    for option in choice.values:
+        values["prune/skip"] = option
+        variant, _, _ = to_variant(values)
+        assert variant.transforms[0].params["skip"] in ([], ["classifier"])
+    assert len(choice.values) == 2

@@ -168,7 +168,7 @@ class _Search:
     def _search(self) -> None:
         kt = tuner_mod.keras_tuner()
         self.space = self.search.space or space_mod.default_space(self.cfg, self.base.backend.kind)
-        hp = space_mod.declare(kt.HyperParameters(), self.space)
+        hp = space_mod.declare(kt.HyperParameters(), self.space, epochs=self.search.tuner != "hyperband")
         seed = self.search.seed if self.search.seed is not None else self.cfg.seed
         max_epochs = space_mod.budget_of(self.space, self.cfg)
         oracle = tuner_mod.make_oracle(self.search.tuner, hp, self.search.max_trials, max_epochs, seed)

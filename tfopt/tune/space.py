@@ -10,6 +10,7 @@ default) or always applies it (``true``). ``prune`` also gets ``prune/allocation
 
 from __future__ import annotations
 
+import json
 from typing import Any, Optional, Sequence
 
 from tfopt.results import LayerSensitivity
@@ -40,8 +41,9 @@ def default_space(cfg: PipelineConfig, backend_kind: str) -> dict[str, Any]:
 DEFAULT_EPOCHS = 4
 
 
-def declare(hp: Any, space: dict[str, Any]) -> Any:
-    """Declare ``space`` on a ``keras_tuner.HyperParameters`` (returned)."""
+def declare(hp: Any, space: dict[str, Any], epochs: bool = True) -> Any:
+    """Declare ``space`` on a ``keras_tuner.HyperParameters`` (returned); ``epochs`` False leaves the
+    fine-tune length to the oracle (Hyperband's ``tuner/epochs``)."""
     for tech in CHAIN:
         if tech not in space:
             continue
@@ -53,12 +55,19 @@ def declare(hp: Any, space: dict[str, Any]) -> Any:
         for name, value in params.items():
             _param(hp, f"{tech}/{name}", value)
     _param(hp, "export", space.get("export", ["int8"]))
-    _param(hp, "finetune_epochs", space.get("finetune_epochs", 4))
+    if epochs:
+        _param(hp, "finetune_epochs", space.get("finetune_epochs", 4))
     return hp
 
 
 def _param(hp: Any, name: str, value: Any) -> None:
-    """``[low, high]``: a range (Int if both are integers); another list: a choice; a scalar: fixed."""
+    """``[low, high]``: a range (Int if both are integers); another list: a choice; a scalar: fixed.
+
+    Choices that are lists (``skip: [[], [classifier]]``) are kept as JSON text (keras-tuner's values are
+    scalars) and decoded by ``to_variant``.
+    """
+    if isinstance(value, list) and any(isinstance(v, list) for v in value):
+        value = [_JSON + json.dumps(v) for v in value]
     numeric = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     if numeric and len(value) == 2 and value[0] < value[1]:
         if all(isinstance(v, int) for v in value):
@@ -87,7 +96,7 @@ def to_variant(
     for tech in CHAIN:
         if not values.get(f"use_{tech}", False):
             continue
-        params = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith(f"{tech}/")}
+        params = {k.split("/", 1)[1]: _decoded(v) for k, v in values.items() if k.startswith(f"{tech}/")}
         allocation = params.pop("allocation", None)
         if tech == "prune" and allocation == "sensitivity" and sensitivity and reference is not None:
             params["sparsities"] = allocate(sensitivity, sparsities, float(params["final_sparsity"]), reference)
@@ -96,6 +105,13 @@ def to_variant(
         steps = [{"prune": {"final_sparsity": 0.0, "schedule": "constant"}}]
     epochs = int(values.get("tuner/epochs", values.get("finetune_epochs", 1)))
     return VariantConfig.model_validate(steps), ExportSpec(format=str(values.get("export", "int8"))), max(epochs, 1)
+
+
+_JSON = "json:"
+
+
+def _decoded(v: Any) -> Any:
+    return json.loads(v[len(_JSON) :]) if isinstance(v, str) and v.startswith(_JSON) else v
 
 
 def budget_of(space: dict[str, Any], cfg: PipelineConfig) -> int:
