@@ -261,12 +261,20 @@ def check_references(cfg: PipelineConfig, source: str = "<config>", lines: Optio
 
 def _check_search(cfg: PipelineConfig, fail: Any) -> None:
     """``search.space``'s technique, parameter and format names, against the registries."""
-    if cfg.search is not None and cfg.search.baseline is not None:
-        fail(
-            ("search", "baseline"),
-            "search.baseline (a hyperparameter search of the baseline's training) is not implemented yet. "
-            "Fix: remove search.baseline and set train: by hand. Received: search.baseline",
-        )
+    for key, value in ((cfg.search.baseline or {}) if cfg.search is not None else {}).items():
+        where = ("search", "baseline", key)
+        if key == "model":
+            known = options_class(models.MODELS.entry(cfg.model.name)).model_fields if cfg.model.name else {}
+            for name in value if isinstance(value, dict) else {}:
+                if name not in known:
+                    fail(
+                        where + (name,),
+                        f"search.baseline.model: {name!r} is not an option of model {cfg.model.name!r}. "
+                        f"Fix: use one of {', '.join(known) or 'none'}. Received: {name!r}",
+                    )
+        elif key not in ("learning_rate", "batch_size", "epochs", "optimizer", "max_trials"):
+            fail(where, f"search.baseline: {key!r} is not searched. Fix: use learning_rate, batch_size, epochs, "
+                 f"optimizer, model or max_trials. Received: {key!r}")  # fmt: skip
     space = cfg.search.space if cfg.search is not None else None
     for key, params in (space or {}).items():
         where = ("search", "space", key)

@@ -292,7 +292,9 @@ class SearchConfig(Strict):
     space: Optional[dict[str, Any]] = Field(None, description="default: built from the techniques the model takes")
     sensitivity: SensitivityConfig = Field(default_factory=SensitivityConfig)
     seed: Optional[int] = Field(None, ge=0, lt=2**32, description="the oracle's seed; default: the pipeline's")
-    baseline: Optional[dict[str, Any]] = Field(None, description="a space of training hyperparameters (not yet)")
+    baseline: Optional[dict[str, Any]] = Field(
+        None, description="search the baseline's training first: learning_rate, batch_size, epochs, optimizer, model"
+    )
 
     @field_validator("max_accuracy_drop")
     @classmethod

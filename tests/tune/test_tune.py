@@ -209,3 +209,29 @@ def test_two_localhost_workers_share_one_search(tmp_path):
     assert len(run.trials) == 4 and len({t.trial_id for t in run.trials}) == 4
     assert {t.tuner_id for t in run.trials} == {"tuner0", "tuner1"}  # both workers ran trials of the one search
     assert Path(run.recommended.path).is_file()
+
+
+@pytest.mark.slow
+def test_search_baseline_trains_the_best_training_values_found_on_validation(tmp_path):
+    from tfopt.tune import tune
+
+    text = TINY.format(name="hpo", drop=0.02, sparsity="0.5").replace(
+        "  tuner: random\n", "  tuner: random\n  baseline: {max_trials: 2, epochs: [2, 5], model: {dense: [16, 48]}}\n"
+    )
+    run = tune(config.loads(text, source="hpo.yaml"), root=tmp_path, log=lambda _: None, max_trials=1)
+    searched = [t for t in run.trials if t.variant.startswith("baseline_trial_")]
+    assert len(searched) == 2 and len({json.dumps(t.params, sort_keys=True) for t in searched}) == 2
+    best = max(searched, key=lambda t: (t.val_accuracy, -int(t.trial_id)))
+    assert run.config["train"]["epochs"] == best.params["train/epochs"]
+    assert run.config["model"]["params"]["dense"] == best.params["model/dense"]
+    # The baseline trained once more with those values reaches the validation accuracy its trial had.
+    assert run.result("baseline", "keras").val_accuracy == pytest.approx(best.val_accuracy, abs=0.03)
+    assert len([t for t in run.trials if t.variant.startswith("trial_")]) == 1
+
+
+def test_bad_search_baseline_keys_are_file_line_errors():
+    text = TINY.format(name="x", drop=0.01, sparsity="0.5").replace(
+        "  tuner: random\n", "  tuner: random\n  baseline: {model: {dens: [16, 48]}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"^tiny.yaml:13: search.baseline.model: 'dens' .* Fix:"):
+        config.loads(text, source="tiny.yaml")

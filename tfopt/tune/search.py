@@ -60,6 +60,7 @@ from tfopt.schema import EvaluateConfig, ExportSpec, PipelineConfig, SearchConfi
 from tfopt.train.checkpoint import RunCheckpoints, RunLock, check_not_finished, checkpoint_dir
 from tfopt.train.precision import export_copy, precision_policy
 from tfopt.tune import sensitivity as sens_mod
+from tfopt.tune.baseline import search_baseline
 from tfopt.tune import space as space_mod
 from tfopt.tune import tuner as tuner_mod
 
@@ -98,12 +99,18 @@ def tune(
     update = {k: v for k, v in (("max_trials", max_trials), ("time_budget", time_budget)) if v is not None}
     search = SearchConfig.model_validate({**search.model_dump(), **update}) if update else search
     chief = tuner_mod.role() != "worker"
+    if search.baseline and tuner_mod.role() != "single":
+        raise TfoptError(
+            "search.baseline runs in one process, not in keras-tuner's distributed mode. "
+            "Fix: search the baseline alone first (without KERASTUNER_* set), then distribute the compression search."
+        )
     final = Outputs(Path(root), cfg.name)
     lock = RunLock(final.root / "reports" / f".{cfg.name}.lock").acquire() if chief else RunLock(Path())
     try:
         run_json = final.final(final.report_dir) / "run.json"
-        if force and run_json.exists():
-            shutil.rmtree(project_dir(root, cfg.name), ignore_errors=True)  # start the search over
+        if force and run_json.exists():  # start the search over
+            shutil.rmtree(project_dir(root, cfg.name), ignore_errors=True)
+            shutil.rmtree(_baseline_project(project_dir(root, cfg.name)), ignore_errors=True)
         check_not_finished(run_json, cfg.name, force)
         ckpt = RunCheckpoints(checkpoint_dir(final.root, cfg.name), enabled=cfg.train.checkpoint, chief=chief, log=log)
         out = final if chief else Outputs(Path(tempfile.mkdtemp(prefix="tfopt-worker-")), cfg.name)
@@ -137,6 +144,12 @@ class _Search:
         keras().utils.set_random_seed(cfg.seed)
         with stage("data"):
             self.splits = load_data(cfg, self.out.models_dir, self.log)
+        self.baseline_trials: list[Trial] = []
+        if self.search.baseline:
+            with stage("baseline search"):
+                folder = _baseline_project(self.project)
+                cfg, self.baseline_trials = search_baseline(cfg, self.search, self.splits, folder, self.log)
+            self.cfg = cfg
         with precision_policy(cfg.train.precision):
             with stage("baseline"):
                 self.base = train_baseline(cfg, self.splits, self.ckpt, self.out.report_dir / "tensorboard", self.log)
@@ -304,7 +317,8 @@ class _Search:
             self.base.trainings, stage, self.base.backend,
         )  # fmt: skip
         record = dataclasses.replace(
-            record, tune=summary, trials=trials, pareto=[r.variant + "/" + r.format for r in rec.front],
+            record, tune=summary, trials=self.baseline_trials + trials,
+            pareto=[r.variant + "/" + r.format for r in rec.front],
             recommended=Recommended(chosen_row.variant, chosen_row.format, chosen_row.path, rec.met, rec.reason()),
         )  # fmt: skip
         with stage("report"):
@@ -313,6 +327,7 @@ class _Search:
         self.out.publish()
         self.ckpt.remove()
         shutil.rmtree(self.project, ignore_errors=True)  # the run is published: a new tune starts over
+        shutil.rmtree(_baseline_project(self.project), ignore_errors=True)
         self.log(headline(record))
         self.log(f"[tfopt] {NO_LEAKAGE}")
         return record
@@ -334,6 +349,11 @@ class _Search:
         return dataclasses.replace(
             r, accuracy=accuracy(probs, self.splits.y_test), path=str(self.out.final(dest)), latency_ms=latency
         )
+
+
+def _baseline_project(project: Path) -> Path:
+    """The baseline search's keras-tuner project, beside the compression search's."""
+    return project.with_name(project.name + "-baseline")
 
 
 def _first_error(trials: list[Trial]) -> str:

@@ -49,18 +49,18 @@ def declare(hp: Any, space: dict[str, Any], epochs: bool = True) -> Any:
             continue
         params = dict(space[tech] or {})
         use = params.pop("use", [True, False])
-        _param(hp, f"use_{tech}", use)
+        param(hp, f"use_{tech}", use)
         if tech == "prune" and "sparsity_m_by_n" not in params:
-            _param(hp, "prune/allocation", params.pop("allocation", ["sensitivity", "uniform"]))
+            param(hp, "prune/allocation", params.pop("allocation", ["sensitivity", "uniform"]))
         for name, value in params.items():
-            _param(hp, f"{tech}/{name}", value)
-    _param(hp, "export", space.get("export", ["int8"]))
+            param(hp, f"{tech}/{name}", value)
+    param(hp, "export", space.get("export", ["int8"]))
     if epochs:
-        _param(hp, "finetune_epochs", space.get("finetune_epochs", 4))
+        param(hp, "finetune_epochs", space.get("finetune_epochs", 4))
     return hp
 
 
-def _param(hp: Any, name: str, value: Any) -> None:
+def param(hp: Any, name: str, value: Any) -> None:
     """``[low, high]``: a range (Int if both are integers); another list: a choice; a scalar: fixed.
 
     Choices that are lists (``skip: [[], [classifier]]``) are kept as JSON text (keras-tuner's values are
@@ -72,8 +72,9 @@ def _param(hp: Any, name: str, value: Any) -> None:
     if numeric and len(value) == 2 and value[0] < value[1]:
         if all(isinstance(v, int) for v in value):
             hp.Int(name, value[0], value[1])
-        else:
-            hp.Float(name, float(value[0]), float(value[1]))
+        else:  # a learning rate is searched on a log scale
+            log = name.endswith("learning_rate") and value[0] > 0
+            hp.Float(name, float(value[0]), float(value[1]), sampling="log" if log else "linear")
     elif isinstance(value, list) and sorted(map(repr, value)) == ["False", "True"]:
         hp.Boolean(name)
     elif isinstance(value, list):
