@@ -209,7 +209,8 @@ class LayerSensitivity:
     layer: str
     weights: NonNegativeInt  # values in its kernel
     pruned_val_accuracy: list[float]  # validation accuracy with only this layer pruned, per TuneSummary.sparsities
-    quant_error: Optional[float] = None  # int8 RMSE / scale of its output (TensorFlow's quantization debugger)
+    quant_error: Optional[float] = None  # int8 RMSE of its output against float (TensorFlow's quantization debugger)
+    kept_float_val_accuracy: Optional[float] = None  # the int8 file's validation accuracy with this layer left float
 
 
 @pydantic.with_config(_RECORD)

@@ -118,6 +118,9 @@ def test_run_json_and_report(resumed):
     n_val = loaded.dataset.num_val
     assert all(s.pruned_val_accuracy[1] <= s.pruned_val_accuracy[0] + 1 / n_val + 1e-9 for s in loaded.tune.sensitivity)
     assert all(s.quant_error is not None and s.quant_error >= 0 for s in loaded.tune.sensitivity)
+    ref = loaded.result("baseline", "float32").val_accuracy
+    # The int8 file with one layer left float (selective quantization) is close to the float model.
+    assert all(abs(s.kept_float_val_accuracy - ref) <= 0.05 for s in loaded.tune.sensitivity)
     md = (root / "reports" / "tiny_tune" / "report.md").read_text()
     assert "the test split was used once, for the reported models" in md
     assert "Per-layer sensitivity" in md and "tune_trials.png" in md

@@ -80,19 +80,20 @@ def _sensitivity(run: Run, H: type, T: type) -> list[Any]:
     t = run.tune
     if not t.sensitivity:
         return []
-    headers = ["layer", "weights", *[f"val acc @ {s:g}" for s in t.sparsities], "int8 output RMSE"]
+    headers = ["layer", "weights", *[f"val acc @ {s:g}" for s in t.sparsities], "int8 output RMSE", "int8, it float"]
     rows = [
         [
             s.layer,
             str(s.weights),
             *[f"{a:.4f}" for a in s.pruned_val_accuracy],
             f"{s.quant_error:.3g}" if s.quant_error is not None else "-",
+            f"{s.kept_float_val_accuracy:.4f}" if s.kept_float_val_accuracy is not None else "-",
         ]
         for s in t.sensitivity
     ]
     return [
         H(3, "Per-layer sensitivity (each layer alone, no fine-tune)"),
-        T(headers, rows, "lr" + "r" * len(t.sparsities) + "r"),
+        T(headers, rows, "lr" + "r" * len(t.sparsities) + "rr"),
     ]
 
 

@@ -2,7 +2,9 @@
 
 Cheap on purpose (no fine-tune): each prunable layer's kernel is magnitude-pruned alone to a few
 sparsities and the model's validation accuracy read; for int8, each layer's output error in the
-quantized file is read from TensorFlow's quantization debugger. ``allocate`` then turns a target
+quantized file is read from TensorFlow's quantization debugger, and the int8 file's validation accuracy
+with that layer alone left in float from the debugger's selective quantization (Intel Neural
+Compressor's fallback measures the same thing). ``allocate`` then turns a target
 overall sparsity into per-layer sparsities that cost each layer about the same accuracy (AIMET's
 greedy compression-ratio selection is the anchor): robust layers are pruned harder than fragile ones.
 """
@@ -51,17 +53,22 @@ def measure(
                 accs.append(accuracy(model.predict(splits.x_val, batch_size=256, verbose=0), splits.y_val))
         finally:
             layer.set_weights(weights)
-        out.append(LayerSensitivity(layer.name, int(kernel.size), accs, errors.get(layer.name)))
+        rmse, kept = errors.get(layer.name, (None, None))
+        out.append(LayerSensitivity(layer.name, int(kernel.size), accs, rmse, kept))
         log(
             f"[tfopt]   sensitivity {layer.name:>16}: "
             + "  ".join(f"{s:.2f}->{a:.3f}" for s, a in zip(sparsities, accs))
-            + (f"  int8 rmse {errors[layer.name]:.2e}" if layer.name in errors else "")
+            + (f"  int8 rmse {rmse:.2e}" if rmse is not None else "")
+            + (f"  int8 with it float {kept:.3f}" if kept is not None else "")
         )
     return out
 
 
-def quant_errors(model: Any, splits: Any, log: Callable = print, samples: int = 100) -> dict[str, float]:
-    """Each layer's output RMSE in the int8 file against float, from TensorFlow's quantization debugger.
+def quant_errors(
+    model: Any, splits: Any, log: Callable = print, samples: int = 100, kept_float: bool = True
+) -> dict[str, tuple[float, Optional[float]]]:
+    """Each layer's (output RMSE in the int8 file against float, the int8 file's validation accuracy with
+    that layer alone left in float), from TensorFlow's quantization debugger and its selective quantization.
 
     Empty (with a log line) when the debugger cannot take the model (e.g. a Keras 3 model).
     """
@@ -71,22 +78,39 @@ def quant_errors(model: Any, splits: Any, log: Callable = print, samples: int = 
         for i in range(len(x)):
             yield [x[i : i + 1]]
 
-    try:
-        converter = tf().lite.TFLiteConverter.from_keras_model(model)
-        converter.optimizations = [tf().lite.Optimize.DEFAULT]
+    def debugger(denylist: Optional[list[str]] = None) -> Any:
+        lite = tf().lite
+        converter = lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [lite.Optimize.DEFAULT]
         converter.representative_dataset = dataset
-        debugger = tf().lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset)
-        debugger.run()
+        options = lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylist)
+        return lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset, debug_options=options)
+
+    try:
+        full = debugger()
+        full.run()
     except Exception as e:  # noqa: BLE001 - the table is informative; the search does not depend on it
         why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         log(f"[tfopt]   int8 per-layer error not measured: {why}")
         return {}
-    out: dict[str, float] = {}
-    for tensor, stats in debugger.layer_statistics.items():
-        for layer in model.layers:
-            if f"/{layer.name}/" in tensor and layer.name not in out:
-                out[layer.name] = round(math.sqrt(max(float(stats["mean_squared_error"]), 0.0)), 8)
+    out: dict[str, tuple[float, Optional[float]]] = {}
+    for tensor, stats in full.layer_statistics.items():
+        layer = next((k.name for k in model.layers if f"/{k.name}/" in tensor), None)
+        if layer is None or layer in out:
+            continue
+        rmse = round(math.sqrt(max(float(stats["mean_squared_error"]), 0.0)), 8)
+        node = full._get_operand_name_and_index(tensor)[0]  # the float op's output tensor: what the denylist names
+        out[layer] = (
+            rmse,
+            _val_accuracy(debugger([node]).get_nondebug_quantized_model(), splits) if kept_float else None,
+        )
     return out
+
+
+def _val_accuracy(tflite: bytes, splits: Any) -> float:
+    from tfopt.evaluate.litert import TfliteRunner
+
+    return accuracy(TfliteRunner(tflite).predict(splits.x_val), splits.y_val)
 
 
 def allocate(
