@@ -219,11 +219,17 @@ class ExportSpec(Strict):
     calibration_samples: int = Field(200, gt=0)
     sparse: bool = Field(False, description="store pruned weights in TFLite's sparse format (float32, float16)")
     validation_samples: int = Field(50, ge=0, description="real inputs for the LiteRT Quantizer's per-tensor check")
+    float_layers: list[str] = Field(
+        default_factory=list,
+        description="int8: Keras layers left in float (selective quantization, Intel Neural Compressor's fallback)",
+    )
 
     @model_validator(mode="after")
     def _int8_only(self) -> ExportSpec:
         if self.integer_io and self.format != "int8":
             raise ValueError("'integer_io' applies to the int8 format only")
+        if self.float_layers and (self.format != "int8" or self.integer_io or self.sparse):
+            raise ValueError("'float_layers' applies to the int8 format with float inputs and outputs only")
         if self.sparse and self.format not in ("float32", "float16"):
             # Measured with ai-edge-litert 2.3.0: XNNPACK, LiteRT's default CPU delegate, fails to
             # prepare sparse int8 weights ("failed to delegate FULLY_CONNECTED"), so refuse them here.
@@ -236,6 +242,8 @@ class ExportSpec(Strict):
     @property
     def label(self) -> str:
         """Names the file and the report row: the format, with ``_sparse`` for sparse storage."""
+        if self.float_layers:
+            return f"{self.format}_mixed"  # some layers in float: not the full-integer file
         return f"{self.format}_sparse" if self.sparse else self.format
 
     @property
@@ -291,6 +299,12 @@ class SearchConfig(Strict):
     tuner: Literal["bayesian", "hyperband", "random"] = "bayesian"
     space: Optional[dict[str, Any]] = Field(None, description="default: built from the techniques the model takes")
     sensitivity: SensitivityConfig = Field(default_factory=SensitivityConfig)
+    fallback: int = Field(
+        2,
+        ge=0,
+        description="an int8 trial that misses the budget is exported again with up to this many of the most "
+        "sensitive layers left float (Intel Neural Compressor's fallback); 0: never",
+    )
     seed: Optional[int] = Field(None, ge=0, lt=2**32, description="the oracle's seed; default: the pipeline's")
     baseline: Optional[dict[str, Any]] = Field(
         None, description="search the baseline's training first: learning_rate, batch_size, epochs, optimizer, model"

@@ -109,6 +109,27 @@ def test_recommendation_is_the_best_trial_within_budget_on_validation(resumed):
     assert {r.variant for r in run.results} == {"baseline"} | {p.split("/")[0] for p in run.pareto} | {rec.variant}
 
 
+def test_int8_trials_that_miss_the_budget_fall_back_to_float_layers(resumed):
+    """Intel Neural Compressor's fallback: the most sensitive layers (by the int8 accuracy with each left
+    float) are left float, one more at a time, until the file meets the budget or 2 are float."""
+    root, run, _, _ = resumed
+    order = sorted(run.tune.sensitivity, key=lambda r: (-r.kept_float_val_accuracy, -r.quant_error))
+    for t in (t for t in run.trials if t.status == "COMPLETED"):
+        floats = t.params.get("int8/float_layers")
+        if floats is None:  # full int8 met the budget at once
+            assert t.format == "int8" and t.met_budget
+        else:
+            assert t.format == "int8_mixed" and floats == [r.layer for r in order[: len(floats)]]
+            assert t.met_budget or len(floats) == 2
+    from tfopt.evaluate.weights import tflite_weight_stats
+
+    rec = run.recommended
+    if rec.format == "int8_mixed":
+        floats = next(t for t in run.trials if t.variant == rec.variant).params["int8/float_layers"]
+        stats = {s.layer: s.dtype for s in tflite_weight_stats(rec.path)}
+        assert all(stats[name] == "FLOAT32" for name in floats), stats
+
+
 def test_run_json_and_report(resumed):
     root, run, _, _ = resumed
     loaded = load_run(root / "reports" / "tiny_tune" / "run.json")
@@ -175,6 +196,7 @@ def test_a_budget_no_trial_meets_still_exports_the_closest_file(tmp_path):
     ref = run.result("baseline", "float32")
     (trial,) = run.trials
     assert trial.val_accuracy < ref.val_accuracy and not trial.met_budget  # 97% sparsity, one epoch: below it
+    assert trial.format == "int8_mixed" and len(trial.params["int8/float_layers"]) == 2  # the fallback was tried
     assert not run.recommended.met and run.recommended.variant == trial.variant
     assert Path(run.recommended.path).is_file()
     assert any("NO trial met the budget" in line for line in lines)

@@ -233,17 +233,38 @@ class _Search:
             )  # fmt: skip
         model = export_copy(applied.model, cfg.train.precision, base.strategy, applied.backend)
         on_val = dataclasses.replace(self.splits, x_test=self.splits.x_val, y_test=self.splits.y_val)  # no test here
+        result = self._export(model, applied.backend, name, spec, on_val, folder)
+        if spec.format == "int8" and "qat" not in [s.name for s in variant.transforms]:
+            for k in range(1, self.search.fallback + 1):  # Intel Neural Compressor's fallback, most sensitive first
+                if result.val_accuracy >= self._budget().floor(self.reference.val_accuracy) - 1e-12:
+                    break
+                layers = self._fallback_order()[:k]
+                if len(layers) < k:
+                    break
+                mixed = ExportSpec(format="int8", float_layers=layers)
+                result = self._export(model, applied.backend, name, mixed, on_val, folder)
+                values["int8/float_layers"] = layers
+        return result, applied.reports
+
+    def _export(self, model: Any, backend: Any, name: str, spec: ExportSpec, on_val: Any, folder: Path) -> Result:
+        """The trial's file in ``spec``, measured on the validation split (handed in as the test split)."""
         latency = self.cfg.evaluate.latency_runs if self.search.objective == "latency_p50" else 0
         ev = export_and_evaluate(
-            model, name, [spec], on_val, folder, backend=applied.backend,
-            evaluate=EvaluateConfig(latency_runs=latency, threads=cfg.evaluate.threads), log=lambda _: None,
+            model, name, [spec], on_val, folder, backend=backend,
+            evaluate=EvaluateConfig(latency_runs=latency, threads=self.cfg.evaluate.threads), log=lambda _: None,
         )  # fmt: skip
         files = [r for r in ev.results if r.format != "keras"]
         if not files:
             raise TfoptError(ev.not_exported[0].reason if ev.not_exported else f"{name}: no file was exported")
         if ev.failures:
             raise TfoptError(ev.failures[0])
-        return files[0], applied.reports
+        return files[0]
+
+    def _fallback_order(self) -> list[str]:
+        """Layers by how much leaving them float recovers of the int8 file's validation accuracy, then by error."""
+        rows = [r for r in self.sensitivity if r.kept_float_val_accuracy is not None]
+        rows.sort(key=lambda r: (-r.kept_float_val_accuracy, -(r.quant_error or 0.0)))
+        return [r.layer for r in rows]
 
     def _record_of(
         self, trial_id: str, name: str, values: dict, result: Optional[Result], error: Optional[str], seconds: float
