@@ -78,3 +78,12 @@ def test_list_valued_parameters_are_searchable_choices():
         variant, _, _ = to_variant(values)
         assert variant.transforms[0].params["skip"] in ([], ["classifier"])
     assert len(choice.values) == 2
+
+
+def test_float_layers_apply_to_int8_with_float_io_only():
+    from tfopt.schema import ExportSpec
+
+    assert ExportSpec(format="int8", float_layers=["classifier"]).label == "int8_mixed"
+    for bad in ({"format": "dynamic"}, {"format": "int8", "integer_io": True}):
+        with pytest.raises(ValueError, match="float_layers"):
+            ExportSpec(float_layers=["classifier"], **bad)
