@@ -26,6 +26,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from tfopt import config
+
+    cfg = config.load(args.pipeline)
+    from tfopt.tune import tune  # imports TensorFlow and keras-tuner: after the config is known to be valid
+
+    tune(cfg, root=args.out, force=args.force, max_trials=args.max_trials, time_budget=args.time_budget)
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from tfopt.data import DATASETS
     from tfopt.export.tflite import EXPORTERS
@@ -141,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=".", help="root folder for reports/<name>/ and models/<name>/ (default: .)")
     r.add_argument("--force", action="store_true", help="replace a finished run of the same name (default: refuse)")
     r.set_defaults(func=_cmd_run)
+    tn = add("tune", help="search for the smallest/fastest file within an accuracy budget (docs/tune.md)")
+    tn.add_argument("pipeline", help="a pipeline YAML; its search: section sets budget and space (default: built)")
+    tn.add_argument("--max-trials", type=int, help="trials to run (default: search.max_trials)")
+    tn.add_argument("--time-budget", help="stop starting trials after this long, e.g. 30m, 1h, 900 (seconds)")
+    tn.add_argument("--out", default=".", help="root folder for reports/<name>/ and models/<name>/ (default: .)")
+    tn.add_argument("--force", action="store_true", help="replace a finished run of the same name (default: refuse)")
+    tn.set_defaults(func=_cmd_tune)
     ls = add("list", help="show registered datasets, models, transforms and export formats")
     ls.set_defaults(func=_cmd_list)
     rep = add("report", help="re-render report.md/report.html from a run.json (no TensorFlow)")

@@ -268,6 +268,60 @@ def check_references(
                     ("variants", vname, i),
                     f"variant {vname!r}: {e}. Received: transforms={[s.name for s in variant.transforms]}",
                 )
+    _check_search(cfg, fail)
+
+
+def _check_search(cfg: PipelineConfig, fail: Any) -> None:
+    """``search.space``'s technique, parameter and format names, against the registries."""
+    for key, value in ((cfg.search.baseline or {}) if cfg.search is not None else {}).items():
+        where = ("search", "baseline", key)
+        if key == "model":
+            known = options_class(models.MODELS.entry(cfg.model.name)).model_fields if cfg.model.name else {}
+            for name in value if isinstance(value, dict) else {}:
+                if name not in known:
+                    fail(
+                        where + (name,),
+                        f"search.baseline.model: {name!r} is not an option of model {cfg.model.name!r}. "
+                        f"Fix: use one of {', '.join(known) or 'none'}. Received: {name!r}",
+                    )
+        elif key not in ("learning_rate", "batch_size", "epochs", "optimizer", "max_trials"):
+            fail(where, f"search.baseline: {key!r} is not searched. Fix: use learning_rate, batch_size, epochs, "
+                 f"optimizer, model or max_trials. Received: {key!r}")  # fmt: skip
+    space = cfg.search.space if cfg.search is not None else None
+    for key, params in (space or {}).items():
+        where = ("search", "space", key)
+        if key == "export":
+            for i, fmt in enumerate(params):
+                if fmt not in EXPORTERS:
+                    fail(
+                        where + (i,),
+                        f"search.space.export: {EXPORTERS.unknown_message(fmt)} Fix: use formats of that list.",
+                    )
+            continue
+        if key == "finetune_epochs":
+            continue
+        if key not in TUNABLE:
+            fail(
+                where,
+                f"search.space: {key!r} is not a technique tfopt tune searches. "
+                f"Fix: use {', '.join(TUNABLE)}, export or finetune_epochs. Received: {key!r}",
+            )
+        fields = TECHNIQUES.get(key).Config.model_fields
+        for name in params or {}:
+            if name == "use" or (
+                key == "prune" and name == "allocation"
+            ):  # the search's own keys (tfopt/tune/space.py)
+                continue
+            if name not in fields:
+                fail(
+                    where + (name,),
+                    f"search.space.{key}: unknown parameter {name!r}. Fix: use one of {', '.join(fields)}. "
+                    f"Received: {name!r}",
+                )
+
+
+TUNABLE = ("prune_channels", "prune", "cluster", "qat")
+"""The techniques ``tfopt tune`` chains, in the order it applies them."""
 
 
 def transform_config(spec: TransformSpec) -> BaseModel:

@@ -39,6 +39,11 @@ Schema versions (``schema_version``; adding a field or changing a meaning bumps 
   ``Latency.rounds`` and ``Latency.interleaved``. A run's files are timed in turn, in ``rounds``
   blocks over all ``interleaved`` files of the run, so one run's latencies (and the report's speed-up
   ratios) are measured under the same load; older files load with None (timed one after the other).
+  Also added during version 4, with defaults: ``Run.tune`` (a ``tfopt tune`` search's budget,
+  objective, oracle and per-layer sensitivity), ``Run.trials`` (each trial's parameters,
+  validation figures, seconds, whether it met the budget), ``Run.pareto`` (the variant names of the
+  Pareto front) and ``Run.recommended`` (``{variant, format, path, met, reason}``); None or empty
+  in ``tfopt run`` records.
 """
 
 from __future__ import annotations
@@ -205,6 +210,64 @@ class DatasetInfo:
 
 @pydantic.with_config(_RECORD)
 @dataclass(frozen=True)
+class LayerSensitivity:
+    """How much one layer alone costs on validation (``tfopt tune``'s first stage, no fine-tune)."""
+
+    layer: str
+    weights: NonNegativeInt  # values in its kernel
+    pruned_val_accuracy: list[float]  # validation accuracy with only this layer pruned, per TuneSummary.sparsities
+    quant_error: Optional[float] = None  # int8 RMSE of its output against float (TensorFlow's quantization debugger)
+    kept_float_val_accuracy: Optional[float] = None  # the int8 file's validation accuracy with this layer left float
+
+
+@pydantic.with_config(_RECORD)
+@dataclass(frozen=True)
+class TuneSummary:
+    """What a ``tfopt tune`` search aimed for and measured before it searched."""
+
+    objective: str
+    max_accuracy_drop: float
+    relative: bool
+    tuner: str
+    reference: str  # variant/format the budget is measured against (the baseline's float32 file)
+    reference_val_accuracy: float
+    sparsities: list[float]
+    sensitivity: list[LayerSensitivity] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@pydantic.with_config(_RECORD)
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a ``tfopt tune`` search, scored on the validation split only."""
+
+    trial_id: str
+    variant: str
+    params: dict[str, Any]
+    status: str  # COMPLETED | FAILED (keras-tuner's status)
+    seconds: float
+    format: Optional[str] = None
+    val_accuracy: Optional[float] = None
+    objective: Optional[float] = None  # the raw objective of the file (e.g. gzip bytes)
+    score: Optional[float] = None  # what the oracle minimised: the objective, penalised when the budget is missed
+    met_budget: bool = False
+    path: Optional[str] = None  # the reported trials' file in models/<name>/ (None: not reported, not kept)
+    error: Optional[str] = None
+    tuner_id: Optional[str] = None  # the keras-tuner worker that ran it (KERASTUNER_TUNER_ID; tuner0 alone)
+
+
+@pydantic.with_config(_RECORD)
+@dataclass(frozen=True)
+class Recommended:
+    variant: str
+    format: str
+    path: str
+    met: bool  # False: no trial met the budget and this is the closest one
+    reason: str
+
+
+@pydantic.with_config(_RECORD)
+@dataclass(frozen=True)
 class Run:
     pipeline: str
     dataset: DatasetInfo
@@ -219,6 +282,11 @@ class Run:
     validation_failures: list[str] = field(default_factory=list)
     not_exported: list[NotExported] = field(default_factory=list)
     model_backend: Optional[str] = None  # the Keras of the input model: tf_keras | keras3 (None: a version-1 file)
+    # Added during schema version 4 with defaults (tfopt tune; see the module doc).
+    tune: Optional[TuneSummary] = None
+    trials: list[Trial] = field(default_factory=list)
+    pareto: list[str] = field(default_factory=list)  # variant names of the Pareto front's trials
+    recommended: Optional[Recommended] = None
     schema_version: _CurrentVersion = SCHEMA_VERSION
 
     def result(self, variant: str, fmt: str) -> Result:

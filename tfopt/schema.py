@@ -219,11 +219,17 @@ class ExportSpec(Strict):
     calibration_samples: int = Field(200, gt=0)
     sparse: bool = Field(False, description="store pruned weights in TFLite's sparse format (float32, float16)")
     validation_samples: int = Field(50, ge=0, description="real inputs for the LiteRT Quantizer's per-tensor check")
+    float_layers: list[str] = Field(
+        default_factory=list,
+        description="int8: Keras layers left in float (selective quantization, Intel Neural Compressor's fallback)",
+    )
 
     @model_validator(mode="after")
     def _int8_only(self) -> ExportSpec:
         if self.integer_io and self.format != "int8":
             raise ValueError("'integer_io' applies to the int8 format only")
+        if self.float_layers and (self.format != "int8" or self.integer_io or self.sparse):
+            raise ValueError("'float_layers' applies to the int8 format with float inputs and outputs only")
         if self.sparse and self.format not in ("float32", "float16"):
             # Measured with ai-edge-litert 2.3.0: XNNPACK, LiteRT's default CPU delegate, fails to
             # prepare sparse int8 weights ("failed to delegate FULLY_CONNECTED"), so refuse them here.
@@ -236,6 +242,8 @@ class ExportSpec(Strict):
     @property
     def label(self) -> str:
         """Names the file and the report row: the format, with ``_sparse`` for sparse storage."""
+        if self.float_layers:
+            return f"{self.format}_mixed"  # some layers in float: not the full-integer file
         return f"{self.format}_sparse" if self.sparse else self.format
 
     @property
@@ -280,6 +288,147 @@ class ReportConfig(Strict):
     objective: Objective = Field("gzip_bytes", description="what the chosen file minimises")
 
 
+class RelativeDrop(Strict):
+    relative: float = Field(gt=0, lt=1, description="fraction of the baseline's accuracy, e.g. 0.01")
+
+
+class SensitivityConfig(Strict):
+    """The per-layer sensitivity ``tfopt tune`` measures first (no fine-tune: cheap)."""
+
+    sparsities: list[float] = Field(
+        default_factory=lambda: [0.5, 0.75, 0.9, 0.97], min_length=1, description="each layer pruned alone to these"
+    )
+    quantization: bool = Field(True, description="each layer's int8 error (TensorFlow's quantization debugger)")
+
+    @field_validator("sparsities")
+    @classmethod
+    def _in_range(cls, v: list[float]) -> list[float]:
+        if any(not 0 < s < 1 for s in v):
+            raise ValueError(f"each sparsity must be in (0, 1). Fix: e.g. [0.5, 0.75, 0.9]; got {v}")
+        return sorted(set(v))
+
+
+class SearchConfig(Strict):
+    """``tfopt tune``'s budget and search (docs/tune.md).
+
+    ``space`` maps a technique (prune, cluster, qat, prune_channels) to its searched parameters:
+    ``[low, high]`` a range (integers if both are), a longer list or strings a choice, a scalar
+    fixed; ``export`` lists the formats tried, ``finetune_epochs`` the fine-tune length. Technique
+    and parameter names are checked against the registries by the loader (``tfopt.config``).
+
+    Example::
+
+        search: {objective: gzip_bytes, max_accuracy_drop: 0.01, max_trials: 20, tuner: bayesian,
+                 space: {prune: {final_sparsity: [0.5, 0.95]}, cluster: {number_of_clusters: [8, 32]},
+                         export: [int8]}}
+    """
+
+    objective: Literal["gzip_bytes", "size_bytes", "latency_p50", "macs"] = "gzip_bytes"
+    max_accuracy_drop: float | RelativeDrop = Field(0.01, description="absolute (0.01 = 1 point), or {relative: f}")
+    max_trials: int = Field(12, gt=0)
+    time_budget: Optional[str | float] = Field(None, description="seconds, or e.g. 30m, 1h, 90s")
+    tuner: Literal["bayesian", "hyperband", "random"] = "bayesian"
+    space: Optional[dict[str, Any]] = Field(None, description="default: built from the techniques the model takes")
+    sensitivity: SensitivityConfig = Field(default_factory=SensitivityConfig)
+    fallback: int = Field(
+        2,
+        ge=0,
+        description="an int8 trial that misses the budget is exported again with up to this many of the most "
+        "sensitive layers left float (Intel Neural Compressor's fallback); 0: never",
+    )
+    seed: Optional[int] = Field(None, ge=0, lt=2**32, description="the oracle's seed; default: the pipeline's")
+    baseline: Optional[dict[str, Any]] = Field(
+        None, description="search the baseline's training first: learning_rate, batch_size, epochs, optimizer, model"
+    )
+
+    @field_validator("max_accuracy_drop")
+    @classmethod
+    def _drop(cls, v: float | RelativeDrop) -> float | RelativeDrop:
+        if isinstance(v, float | int) and not 0 <= v < 1:
+            raise ValueError(
+                "an absolute drop is a fraction of accuracy in [0, 1). "
+                f"Fix: e.g. 0.01 for 1 point, or {{relative: 0.01}}; got {v}"
+            )
+        return v
+
+    @field_validator("time_budget")
+    @classmethod
+    def _duration(cls, v: Optional[str | float]) -> Optional[str | float]:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @field_validator("space")
+    @classmethod
+    def _space_shape(cls, v: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        for key, params in (v or {}).items():
+            if key in ("export", "finetune_epochs"):
+                if key == "export" and not (
+                    isinstance(params, list) and params and all(isinstance(f, str) for f in params)
+                ):
+                    raise ValueError(f"space.export: a list of format names. Fix: e.g. [int8, dynamic]; got {params!r}")
+                if key == "finetune_epochs" and not (_is_range(params) or isinstance(params, int)):
+                    raise ValueError(
+                        f"space.finetune_epochs: an integer or [low, high]. Fix: e.g. 4 or [2, 8]; got {params!r}"
+                    )
+                continue
+            if params is not None and not isinstance(params, dict):
+                raise ValueError(
+                    f"space.{key}: a mapping of parameter -> [low, high] | [choices] | value. "
+                    f"Fix: e.g. {{final_sparsity: [0.5, 0.9]}}; got {params!r}"
+                )
+            for name, value in (params or {}).items():
+                if isinstance(value, list) and not all(isinstance(x, (int, float, str, bool, list)) for x in value):
+                    raise ValueError(
+                        f"space.{key}.{name}: each choice is a number, string, boolean or list. "
+                        f"Fix: e.g. skip: [[], [classifier]] to search whether to skip a layer; got {value!r}"
+                    )
+                if isinstance(value, list) and (
+                    not value
+                    or (
+                        len(value) == 2
+                        and not _is_range(value)
+                        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+                    )
+                ):
+                    raise ValueError(
+                        f"space.{key}.{name}: [low, high] needs low < high. Fix: e.g. [0.5, 0.9]; got {value!r}"
+                    )
+        return v
+
+    @property
+    def drop(self) -> tuple[float, bool]:
+        """(max drop, relative?)."""
+        if isinstance(self.max_accuracy_drop, RelativeDrop):
+            return self.max_accuracy_drop.relative, True
+        return float(self.max_accuracy_drop), False
+
+    @property
+    def seconds(self) -> Optional[float]:
+        return None if self.time_budget is None else parse_duration(self.time_budget)
+
+
+def _is_range(v: Any) -> bool:
+    return (
+        isinstance(v, list)
+        and len(v) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        and v[0] < v[1]
+    )
+
+
+def parse_duration(v: str | float) -> float:
+    """Seconds from 90, "90s", "30m", "1.5h"; ValueError otherwise."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if v <= 0:
+            raise ValueError(f"a time budget must be positive. Fix: e.g. 900 (seconds) or 30m; got {v}")
+        return float(v)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(v))
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"not a duration. Fix: write seconds or e.g. 90s, 30m, 1h; got {v!r}")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
 class PipelineConfig(Strict):
     """A whole pipeline: data, model, baseline training, variants, exports."""
 
@@ -293,6 +442,7 @@ class PipelineConfig(Strict):
     export: list[ExportSpec] = Field(default_factory=lambda: [ExportSpec(format="float32")])
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    search: Optional[SearchConfig] = Field(None, description="tfopt tune's budget and space (default: built)")
 
     @field_validator("name")
     @classmethod

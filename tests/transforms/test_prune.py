@@ -215,3 +215,17 @@ def test_chains_that_undo_earlier_steps_are_refused_at_load(chain, problem) -> N
     text = yaml.safe_dump({"data": {"name": "digits"}, "model": {"name": "small_cnn"}, "variants": {"v": chain}})
     with pytest.raises(ConfigError, match=re.escape(problem)):
         loads(text)
+
+
+def test_per_layer_sparsities_override_final_sparsity(trained_small_cnn, digits) -> None:
+    """``sparsities`` (what tfopt tune allocates from each layer's sensitivity): each named layer its own."""
+    own = {"dense1": 0.9, "conv*": 0.3}
+    _, model = _prune(trained_small_cnn, digits, epochs=1, final_sparsity=0.6, sparsities=own)
+    by_layer = {s.name.split("/")[0]: s.sparsity for s in keras_weight_stats(model)}
+    assert abs(by_layer["dense1"] - 0.9) <= 0.02
+    assert abs(by_layer["conv1"] - 0.3) <= 0.03 and abs(by_layer["conv2"] - 0.3) <= 0.02
+    assert abs(by_layer["classifier"] - 0.6) <= 0.02  # not named: final_sparsity
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        PruneConfig(final_sparsity=0.5, sparsities={"dense1": 1.0})
+    with pytest.raises(ValueError, match="not sparsity_m_by_n"):
+        PruneConfig(sparsity_m_by_n="2:4", sparsities={"dense1": 0.5})

@@ -57,6 +57,8 @@ def converter_format(name: str) -> Callable:
                 configure(conv, spec, calibration)
                 if spec.sparse:  # pruned weights stored sparse, for XNNPACK's sparse kernels
                     conv.optimizations = list(conv.optimizations or []) + [tf().lite.Optimize.EXPERIMENTAL_SPARSITY]
+                if spec.float_layers:
+                    return selective_int8(conv, spec.float_layers, model)
                 return run_converter(conv, f"{spec.label} for model {model.name!r}")
 
         export.__doc__ = configure.__doc__
@@ -108,6 +110,41 @@ def _int8(conv: Any, spec: ExportSpec, calib: np.ndarray) -> None:
     if spec.integer_io:
         conv.inference_input_type = t.int8
         conv.inference_output_type = t.int8
+
+
+def selective_int8(conv: Any, float_layers: list[str], model: Any) -> bytes:
+    """int8 with the ops of ``float_layers`` left in float, through TensorFlow's quantization debugger.
+
+    The debugger's first pass names each quantized op's output tensor; those of the named layers are
+    denylisted and the converter run again (its selective quantization).
+    """
+    lite = tf().lite
+    conv.target_spec.supported_ops = [
+        lite.OpsSet.TFLITE_BUILTINS_INT8,
+        lite.OpsSet.TFLITE_BUILTINS,
+    ]  # float ops allowed
+    data = conv.representative_dataset
+    try:
+        with quiet_stderr():
+            first = lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=data)
+            first.run()
+            nodes = [
+                first._get_operand_name_and_index(t)[0]
+                for t in first.layer_statistics
+                if any(f"/{name}/" in t for name in float_layers)
+            ]
+            if not nodes:
+                raise ExportError(
+                    f"float_layers {float_layers} name no quantized op of model {model.name!r}. "
+                    f"Fix: use its layer names ({', '.join(layer.name for layer in model.layers)})."
+                )
+            options = lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
+            debugger = lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=data, debug_options=options)
+            return debugger.get_nondebug_quantized_model()
+    except ExportError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the debugger fails with several exception types
+        raise ExportError(f"selective int8 of model {model.name!r} failed: {str(e).splitlines()[0][:300]}") from None
 
 
 @contextlib.contextmanager

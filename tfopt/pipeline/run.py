@@ -9,6 +9,7 @@ import os
 import platform
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -99,27 +100,20 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Log, ckpt: RunCheckpoints, chie
     stage = Stages(log)
     keras().utils.set_random_seed(cfg.seed)
     with stage("data"):
-        splits = _load_data(cfg, out, log, given)
+        splits = load_data(cfg, out.models_dir, log, given)
         check_step_models(cfg.variants, splits)  # a student file that does not fit: refused before training
-    strategy = resolve_strategy(cfg.train, log=log)
-    batch = global_batch_size(cfg.train.batch_size, cfg.train.batch_size_per, strategy)
-    if ckpt.exists:
-        log(f"[tfopt] resuming from the checkpoints in {ckpt.folder}")
-    base_fp = fingerprint(
-        cfg.seed, cfg.data.model_dump(mode="json"), cfg.model.model_dump(mode="json"), _training_fp(cfg.train), batch,
-        *given.fingerprint_parts(),
-    )  # fmt: skip
     tb_root = out.report_dir / "tensorboard"
-    trainings: list[Training] = []
     reports: list[TransformReport] = []
     with precision_policy(cfg.train.precision):  # export runs in float32, after this block
         with stage("baseline"):
-            baseline, backend = _baseline(cfg, splits, strategy, batch, ckpt, base_fp, tb_root, trainings, log, given)
+            base = train_baseline(cfg, splits, ckpt, tb_root, log, given)
+        baseline, backend, strategy = base.model, base.backend, base.strategy
+        base_fp, trainings = base.fingerprint, base.trainings
         keras_models, backends = {"baseline": baseline}, {"baseline": backend}
         for vname, variant in cfg.variants.items():
             with stage(f"variant {vname}"):
                 applied = apply_steps(
-                    baseline, variant, splits, _recipe(cfg, variant, strategy), backend=backend, variant=vname,
+                    baseline, variant, splits, recipe_for(cfg, variant, strategy), backend=backend, variant=vname,
                     strategy=strategy, log_dir=tb_root / vname, checkpoints=ckpt, fingerprint_base=base_fp,
                     safe_mode=cfg.model.safe_mode, log=log,
                 )  # fmt: skip
@@ -131,7 +125,7 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Log, ckpt: RunCheckpoints, chie
         log("[tfopt] training done on this worker; the chief exports, evaluates and writes the report")
         return None
     evaluation = _export_all(cfg, keras_models, backends, splits, out, stage, log)
-    record = _record(cfg, splits, evaluation, reports, trainings, stage, backend)
+    record = build_record(cfg, splits, evaluation, reports, trainings, stage, backend)
     with stage("report"):
         record.save(out.run_json)
         render(out.run_json)
@@ -164,22 +158,55 @@ def _export_all(
     return evaluation
 
 
-def _load_data(cfg: PipelineConfig, out: Outputs, log: Log, given: Given) -> Splits:
-    """The dataset's splits, as the model takes them (text tokenized by the model family), or the given ones."""
-    if given.splits is not None:
-        splits = given.splits
-    else:
-        splits = models.prepare_inputs(cfg.model, data_mod.load(cfg.data, seed=cfg.seed))
+def load_data(cfg: PipelineConfig, models_dir: Path, log: Log, given: Optional[Given] = None) -> Splits:
+    """The dataset's splits, as the model takes them (text tokenized by the model family; the tokenizer's
+    settings written to ``models_dir/inputs.json`` for ``tfopt predict``), or the given ones."""
+    given = given or Given()
+    splits = (
+        given.splits
+        if given.splits is not None
+        else models.prepare_inputs(cfg.model, data_mod.load(cfg.data, seed=cfg.seed))
+    )
     if splits.encoding:  # a text model: Keras 3 (keras-hub), seeded before it is built
         keras3().utils.set_random_seed(cfg.seed)
-        atomic_write_text(
-            out.models_dir / "inputs.json", json.dumps(splits.encoding, indent=2) + "\n"
-        )  # for tfopt predict
+        atomic_write_text(models_dir / "inputs.json", json.dumps(splits.encoding, indent=2) + "\n")  # for tfopt predict
     log(
         f"[tfopt]   {splits.name}: {num_examples(splits.x_train)} train / {num_examples(splits.x_val)} val / "
         f"{num_examples(splits.x_test)} test, input {splits.input_shape}, {splits.num_classes} classes"
     )
     return splits
+
+
+@dataclass
+class Baseline:
+    """The trained baseline and what the variants built from it need."""
+
+    model: Any
+    backend: Backend
+    strategy: Any
+    fingerprint: str  # keys the checkpoints of everything trained from it
+    trainings: list[Training]
+
+
+def train_baseline(
+    cfg: PipelineConfig, splits: Splits, ckpt: RunCheckpoints, tb_root: Path, log: Log, given: Optional[Given] = None
+) -> Baseline:
+    """Build and train the pipeline's baseline once (``train:``), or reload it when a killed run had finished it.
+
+    ``tfopt run`` and ``tfopt tune`` both call it, under ``precision_policy(cfg.train.precision)``.
+    """
+    given = given or Given()
+    strategy = resolve_strategy(cfg.train, log=log)
+    batch = global_batch_size(cfg.train.batch_size, cfg.train.batch_size_per, strategy)
+    if ckpt.exists:
+        log(f"[tfopt] resuming from the checkpoints in {ckpt.folder}")
+    base_fp = fingerprint(
+        cfg.seed, cfg.data.model_dump(mode="json"), cfg.model.model_dump(mode="json"), _training_fp(cfg.train), batch,
+        *given.fingerprint_parts(),
+    )  # fmt: skip
+    trainings: list[Training] = []
+    model, backend = _baseline(cfg, splits, strategy, batch, ckpt, base_fp, tb_root, trainings, log, given)
+    return Baseline(model, backend, strategy, base_fp, trainings)
 
 
 def _baseline(
@@ -230,7 +257,7 @@ def _baseline(
     return baseline, backend
 
 
-def _recipe(cfg: PipelineConfig, variant: VariantConfig, strategy: Any) -> Recipe:
+def recipe_for(cfg: PipelineConfig, variant: VariantConfig, strategy: Any) -> Recipe:
     """A variant's fine-tune: its own ``finetune`` block, else the pipeline's, falling back to ``train``."""
     ft = variant.finetune or cfg.finetune
     return Recipe(
@@ -243,7 +270,7 @@ def _recipe(cfg: PipelineConfig, variant: VariantConfig, strategy: Any) -> Recip
     )
 
 
-def _record(
+def build_record(
     cfg: PipelineConfig,
     splits: Splits,
     evaluation: Evaluation,
@@ -252,6 +279,7 @@ def _record(
     stage: Stages,
     backend: Backend,
 ) -> Run:
+    """The run record of a finished run (``tfopt tune`` adds its trials with ``dataclasses.replace``)."""
     dataset = DatasetInfo(
         name=splits.name,
         num_train=num_examples(splits.x_train),

@@ -27,6 +27,7 @@ from tfopt.io import atomic_write_bytes, atomic_write_text
 from tfopt.options import describe_errors
 from tfopt.report import plots
 from tfopt.report.recommend import OBJECTIVES, Recommendation, candidates, recommend, unavailable_reason
+from tfopt.report.tune_section import tune_blocks
 from tfopt.results import Result, Run, load_run
 from tfopt.schema import ReportConfig
 
@@ -223,7 +224,12 @@ def _gains(r: Result, ref: Result, objective: str) -> str:
 
 
 def _recommendation(run: Run) -> list[Any]:
-    """The file to deploy and why, first thing in the report; chosen on validation, test figures only reported."""
+    """The file to deploy and why, first thing in the report; chosen on validation, test figures only reported.
+
+    A ``tfopt tune`` record carries its search's own choice among the trials' files (``_tune``).
+    """
+    if run.recommended is not None:
+        return []
     settings = report_settings(run)
     rec = _decide(run)
     change = (
@@ -687,9 +693,16 @@ def _training(run: Run) -> list[Any]:
     return blocks
 
 
+def _tune(run: Run) -> list[Any]:
+    """A ``tfopt tune`` search: its recommendation, trials and sensitivity (tfopt/report/tune_section.py)."""
+    kinds = {"heading": _Heading, "para": _Para, "keyvalues": _KeyValues, "table": _Table, "image": _Image}
+    return tune_blocks(run, kinds)
+
+
 SECTIONS: list[Callable[[Run], list[Any]]] = [
     _title,
     _recommendation,
+    _tune,
     _header,
     _results_table,
     _distillation,

@@ -18,6 +18,7 @@ implement ``tfmot.sparsity.keras.PrunableLayer``.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from typing import Any, Literal, Optional
 
@@ -53,6 +54,19 @@ class PruneConfig(LayerSelection):
     sparsity_m_by_n: Optional[str] = Field(
         None, description='structured sparsity "M:N": M zeros in every N weights, e.g. "2:4"'
     )
+    sparsities: Optional[dict[str, float]] = Field(
+        None,
+        description="final sparsity per layer (name glob -> sparsity in [0, 1)), overriding final_sparsity for "
+        "the layers it names: tfopt tune allocates them from each layer's sensitivity",
+    )
+
+    @field_validator("sparsities")
+    @classmethod
+    def _per_layer(cls, v: Optional[dict[str, float]]) -> Optional[dict[str, float]]:
+        bad = {k: s for k, s in (v or {}).items() if not 0 <= s < 1}
+        if bad:
+            raise ValueError(f"each per-layer sparsity must be in [0, 1); got {bad}")
+        return v
 
     @field_validator("sparsity_m_by_n")
     @classmethod
@@ -71,6 +85,8 @@ class PruneConfig(LayerSelection):
                 raise ValueError(
                     f"give final_sparsity or sparsity_m_by_n, not both ({self.sparsity_m_by_n} sets the sparsity)"
                 )
+            if self.sparsities:
+                raise ValueError("sparsities (per layer) apply to final_sparsity pruning, not sparsity_m_by_n")
             if self.schedule == "polynomial":
                 raise ValueError(
                     "sparsity_m_by_n applies its pattern at every mask update: use schedule: constant (or leave it out)"
@@ -78,7 +94,7 @@ class PruneConfig(LayerSelection):
             return self
         if self.final_sparsity is None:
             raise ValueError('give final_sparsity (e.g. 0.8) or sparsity_m_by_n (e.g. "2:4")')
-        if self.initial_sparsity > self.final_sparsity:
+        if self.initial_sparsity > min([self.final_sparsity, *(self.sparsities or {}).values()]):
             raise ValueError("initial_sparsity must not exceed final_sparsity")
         if self.end_step is not None and self.end_step <= self.begin_step:
             raise ValueError("end_step must be after begin_step")
@@ -90,6 +106,13 @@ class PruneConfig(LayerSelection):
             return None
         m, n = self.sparsity_m_by_n.split(":")
         return int(m), int(n)
+
+    def sparsity_of(self, layer: str) -> float:
+        """The final sparsity of one layer: its ``sparsities`` entry (first matching glob), else ``final_sparsity``."""
+        for pattern, value in (self.sparsities or {}).items():
+            if fnmatch.fnmatchcase(layer, pattern):
+                return float(value)
+        return self.target_sparsity
 
     @property
     def target_sparsity(self) -> float:
@@ -123,7 +146,8 @@ PRUNE = technique(
 class Prune(Transform):
     """Zero the smallest-magnitude weights, fine-tuning between mask updates."""
 
-    def schedule(self) -> Any:
+    def schedule(self, final: Optional[float] = None) -> Any:
+        """The tfmot schedule, ending at ``final`` (a layer's own sparsity) or the config's."""
         c, ctx = self.config, self.context
         sparsity = tfmot().sparsity.keras
         end = c.end_step or max(c.begin_step + 1, (2 * ctx.total_steps) // 3)
@@ -135,11 +159,14 @@ class Prune(Transform):
             )
         if (c.schedule or ("constant" if c.m_by_n else "polynomial")) == "constant":
             return sparsity.ConstantSparsity(
-                c.target_sparsity, begin_step=c.begin_step, end_step=end if c.end_step else -1, frequency=freq
+                c.target_sparsity if final is None else final,
+                begin_step=c.begin_step,
+                end_step=end if c.end_step else -1,
+                frequency=freq,
             )
         return sparsity.PolynomialDecay(
             initial_sparsity=c.initial_sparsity,
-            final_sparsity=c.final_sparsity,
+            final_sparsity=c.final_sparsity if final is None else final,
             begin_step=c.begin_step,
             end_step=end,
             power=c.power,
@@ -178,7 +205,10 @@ class Prune(Transform):
                 self.decisions.append(LayerDecision(layer.name, False, reason))
                 return layer
             try:
-                wrapped = sparsity.prune_low_magnitude(layer, pruning_schedule=schedule, sparsity_m_by_n=m_by_n)
+                own = self.config.sparsity_of(layer.name) if self.config.sparsities else None
+                wrapped = sparsity.prune_low_magnitude(
+                    layer, pruning_schedule=self.schedule(own) if own is not None else schedule, sparsity_m_by_n=m_by_n
+                )
             except (
                 ValueError,
                 TypeError,

@@ -33,6 +33,7 @@ from tfopt.backends.keras3 import (
     select,
     weight_attribute,
 )
+from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
 from tfopt.transforms.common import require_some_applied
 from tfopt.transforms.prune import PRUNE, Prune
@@ -98,6 +99,11 @@ class PruneKeras3(Prune):
 
     def apply(self, model: Any) -> Any:
         c = self.config
+        if c.sparsities:
+            raise TransformError(
+                "prune.sparsities (per-layer sparsities) applies to tf_keras models; a Keras 3 model is pruned to one "
+                f"final_sparsity. Fix: remove prune.sparsities. Received: sparsities={c.sparsities!r}"
+            )
         check_layer_types(self.name, c, model)
         self._schedule = self.schedule()  # tfmot's PolynomialDecay / ConstantSparsity: pure TensorFlow
         self._targets: list[tuple[str, Any, Optional[tuple[int, ...]]]] = []  # (path, variable, M:N axes)
