@@ -68,18 +68,26 @@ class Recommendation:
         """One sentence saying why this file (or that none met the budget)."""
         r, ref = self.result, self.reference
         drop = (ref.val_accuracy - r.val_accuracy) * 100
-        cost, ref_cost = OBJECTIVES[self.objective](r), OBJECTIVES[self.objective](ref)
-        ratio = f"{ref_cost / cost:.1f}x smaller {self.objective}" if cost and ref_cost else self.objective
-        if self.met:
+        against = f"{self.budget.describe()} of validation accuracy below {ref.variant}/{ref.format}"
+        if not self.met:
             return (
-                f"the best {self.objective} of the files within the budget ({self.budget.describe()} of "
-                f"validation accuracy against {ref.variant}/{ref.format}): {ratio}, "
-                f"{max(drop, 0):.2f} points lost on validation"
+                f"no file meets the budget ({against}); this is the closest one, {drop:.2f} points below on validation"
             )
-        return (
-            f"no file meets the budget ({self.budget.describe()} of validation accuracy against "
-            f"{ref.variant}/{ref.format}); this is the closest one, {drop:.2f} points below it on validation"
+        cost, ref_cost = OBJECTIVES[self.objective](r), OBJECTIVES[self.objective](ref)
+        ratio = (
+            f"{ref_cost / cost:.1f}x {_BETTER[self.objective]} than {ref.variant}/{ref.format}, "
+            if cost and ref_cost
+            else ""
         )
+        return (
+            f"the {_BEST[self.objective]} of the files within the budget ({against}): "
+            f"{ratio}{max(drop, 0):.2f} points lost on validation"
+        )
+
+
+_BEST = {"gzip_bytes": "smallest gzip size", "size_bytes": "smallest file", "latency_p50": "lowest p50 latency",
+         "macs": "fewest MACs"}  # fmt: skip
+_BETTER = {"gzip_bytes": "smaller (gzip)", "size_bytes": "smaller", "latency_p50": "faster (p50)", "macs": "fewer MACs"}
 
 
 def candidates(results: Iterable[Result], objective: str) -> list[Result]:
