@@ -92,7 +92,8 @@ evaluate: {{latency_runs: 0}}
 """
 
 
-@pytest.mark.parametrize("name,suffix", [("sequential", ".h5")])  # functional .keras: test_keras3_techniques.py
+@pytest.mark.slow  # 19 s (default-run budget); a functional Keras 3 .keras file runs in test_keras3_techniques.py
+@pytest.mark.parametrize("name,suffix", [("sequential", ".h5")])
 def test_a_keras3_file_runs_a_pipeline_to_the_end(keras3_files, digits, tmp_path, name, suffix) -> None:
     """Trained, pruned and clustered by tfopt's Keras 3 backend; properties read back from the files;
     the variant comes back as a Keras 3 file that plain Keras loads and that predicts what its float32 file does."""

@@ -18,6 +18,7 @@ evaluate: {latency_runs: 0}
 """
 
 
+@pytest.mark.slow  # 28 s; PCQAT's file read-back is in the default run (test_collaborative, test_keras3_techniques)
 def test_pcqat_variant_end_to_end(tmp_path) -> None:
     pytest.importorskip("litert_quantizer")
     from tfopt import config, pipeline
