@@ -51,6 +51,8 @@ NOISE = re.compile(
 KNOWN_WARNINGS = (
     (r"tensorflow_model_optimization", r"distutils Version classes are deprecated", DeprecationWarning),
     (r"tensorflow\.lite\.python\.convert", r"Statistics for quantized inputs were expected", UserWarning),
+    # TensorFlow's quantization debugger (selective int8, tfopt tune's sensitivity) runs tf.lite.Interpreter itself.
+    (r"tensorflow\.lite\.python\.interpreter", r"\s*Warning: tf\.lite\.Interpreter is deprecated", UserWarning),
 )
 
 # TensorFlow's Python logger (``WARNING:tensorflow:...``), each seen in tfopt runs and about tfopt's own calls.

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from tfopt._keras import tf
+from tfopt.export.tflite import quiet_stderr
 from tfopt.pipeline import accuracy
 from tfopt.results import LayerSensitivity
 from tfopt.transforms.prune_keras3 import magnitude_mask
@@ -87,8 +88,9 @@ def quant_errors(
         return lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset, debug_options=options)
 
     try:
-        full = debugger()
-        full.run()
+        with quiet_stderr():  # the calibrator prints a line per conversion to fd 2
+            full = debugger()
+            full.run()
     except Exception as e:  # noqa: BLE001 - the table is informative; the search does not depend on it
         why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         log(f"[tfopt]   int8 per-layer error not measured: {why}")
@@ -102,9 +104,17 @@ def quant_errors(
         node = full._get_operand_name_and_index(tensor)[0]  # the float op's output tensor: what the denylist names
         out[layer] = (
             rmse,
-            _val_accuracy(debugger([node]).get_nondebug_quantized_model(), splits) if kept_float else None,
+            _val_accuracy(_quietly(lambda make, n: make([n]).get_nondebug_quantized_model(), debugger, node), splits)
+            if kept_float
+            else None,
         )
     return out
+
+
+def _quietly(fn: Callable[..., bytes], *args: Any) -> bytes:
+    """``fn(*args)`` (a debugger built and its model converted) without the calibrator's line on fd 2."""
+    with quiet_stderr():
+        return fn(*args)
 
 
 def _val_accuracy(tflite: bytes, splits: Any) -> float:
