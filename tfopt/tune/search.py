@@ -41,6 +41,7 @@ from tfopt.pipeline import (
     export_and_evaluate,
     load_data,
     recipe_for,
+    time_latencies,
     train_baseline,
 )
 from tfopt.pipeline.evaluation import accuracy
@@ -158,6 +159,7 @@ class _Search:
             self.baseline_eval = export_and_evaluate(
                 model, "baseline", _with_float32(cfg.export), self.splits, self.out.models_dir,
                 backend=self.base.backend, evaluate=cfg.evaluate, published=self.out.final, log=self.log,
+                time_latency=False,  # timed at the end, in turn with the files chosen (same load)
             )  # fmt: skip
         self.reference = self.baseline_eval.results[1]  # float32 first (_with_float32): the budget's reference
         if self.reference.val_accuracy is None:
@@ -321,7 +323,13 @@ class _Search:
         chosen = [rec.result] + [r for r in rec.front if r is not rec.result]
         with stage("test: recommended and Pareto front"):
             tested = {r.variant: self._on_test(r) for r in chosen if r.variant != "baseline"}
-        results = baseline_rows + list(tested.values())
+        evaluation = Evaluation(
+            baseline_rows + [r for r, _ in tested.values()], self.baseline_eval.not_exported,
+            files={**self.baseline_eval.files, **{(r.variant, r.format): dest for r, dest in tested.values()}},
+        )  # fmt: skip
+        with stage("latency"):  # the baseline's and the chosen files, in turn: their ratios are same-load figures
+            time_latencies(evaluation, self.splits.x_test, self.cfg.evaluate, self.log)
+        tested = {r.variant: r for r in evaluation.results if r.variant in tested}
         reports = [x for v in tested for x in records(TransformReport, by_name[v]["reports"])]
         kept = {t.variant: t for t in trials}
         trials = [
@@ -334,7 +342,7 @@ class _Search:
             list(self.search.sensitivity.sparsities), self.sensitivity, round(time.monotonic() - self.started, 3),
         )  # fmt: skip
         record = build_record(
-            self.cfg, self.splits, Evaluation(results, self.baseline_eval.not_exported), reports,
+            self.cfg, self.splits, evaluation, reports,
             self.base.trainings, stage, self.base.backend,
         )  # fmt: skip
         record = dataclasses.replace(
@@ -353,23 +361,20 @@ class _Search:
         self.log(f"[tfopt] {NO_LEAKAGE}")
         return record
 
-    def _on_test(self, r: Result) -> Result:
-        """A chosen trial's file copied to models/<name>/ and measured on the test split (once)."""
-        from tfopt.evaluate.latency import measure_latency
+    def _on_test(self, r: Result) -> tuple[Result, Path]:
+        """A chosen trial's file copied to models/<name>/ and its accuracy measured on the test split (once).
+
+        Its latency is timed afterwards with the baseline's files (``time_latencies``).
+        """
         from tfopt.evaluate.litert import TfliteRunner
 
         dest = self.out.models_dir / Path(r.path).name
         shutil.copyfile(r.path, dest)
-        ev = self.cfg.evaluate
-        probs = TfliteRunner(dest, threads=ev.threads).predict(self.splits.x_test)
-        latency = (
-            measure_latency(dest, self.splits.x_test, ev.latency_runs, ev.latency_warmup, ev.threads)
-            if ev.latency_runs
-            else None
+        probs = TfliteRunner(dest, threads=self.cfg.evaluate.threads).predict(self.splits.x_test)
+        tested = dataclasses.replace(
+            r, accuracy=accuracy(probs, self.splits.y_test), path=str(self.out.final(dest)), latency_ms=None
         )
-        return dataclasses.replace(
-            r, accuracy=accuracy(probs, self.splits.y_test), path=str(self.out.final(dest)), latency_ms=latency
-        )
+        return tested, dest
 
 
 def _baseline_project(project: Path) -> Path:
