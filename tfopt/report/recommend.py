@@ -96,6 +96,12 @@ def candidates(results: Iterable[Result], objective: str) -> list[Result]:
     return [r for r in results if r.format != "keras" and r.val_accuracy is not None and fn(r) is not None]
 
 
+def closest(rows: Iterable[Result], objective: str) -> Result:
+    """The file nearest a budget none of ``rows`` meets: the most accurate on validation, ties to the objective."""
+    fn = _objective(objective)
+    return max(rows, key=lambda r: (r.val_accuracy, -fn(r)))
+
+
 def pareto_front(results: Iterable[Result], objective: str = "gzip_bytes") -> list[Result]:
     """Files not dominated on (validation accuracy up, objective down), sorted by the objective."""
     fn, rows = _objective(objective), candidates(results, objective)
@@ -145,7 +151,7 @@ def recommend(
     if within:
         best, met = min(within, key=lambda r: (fn(r), -r.val_accuracy)), True
     else:
-        best, met = max(rows, key=lambda r: (r.val_accuracy, -fn(r))), False
+        best, met = closest(rows, objective), False
     return Recommendation(best, reference, objective, budget, met, pareto_front(rows, objective))
 
 

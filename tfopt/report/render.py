@@ -26,7 +26,7 @@ from tfopt.errors import TfoptError
 from tfopt.io import atomic_write_bytes, atomic_write_text
 from tfopt.options import describe_errors
 from tfopt.report import plots
-from tfopt.report.recommend import OBJECTIVES, Recommendation, candidates, recommend, unavailable_reason
+from tfopt.report.recommend import OBJECTIVES, Recommendation, candidates, closest, recommend, unavailable_reason
 from tfopt.report.tune_section import tune_blocks
 from tfopt.results import Result, Run, load_run
 from tfopt.schema import ReportConfig
@@ -257,7 +257,7 @@ def _recommendation(run: Run) -> list[Any]:
             f"{ref.format}) with a lower {settings.objective} than {ref.variant} {ref.format} itself: keep {ref.path}."
         )
         if better:
-            r = max(better, key=lambda o: (o.val_accuracy, -fn(o)))
+            r = closest(better, settings.objective)
             lost = (ref.val_accuracy - r.val_accuracy) * 100
             gains = _gains(r, ref, settings.objective)
             head += f" The closest is {r.path}: {gains}, {lost:.2f} points below on validation."
