@@ -43,7 +43,9 @@ Schema versions (``schema_version``; adding a field or changing a meaning bumps 
   objective, oracle and per-layer sensitivity), ``Run.trials`` (each trial's parameters,
   validation figures, seconds, whether it met the budget), ``Run.pareto`` (the variant names of the
   Pareto front) and ``Run.recommended`` (``{variant, format, path, met, reason}``); None or empty
-  in ``tfopt run`` records.
+  in ``tfopt run`` records. Then ``Result.val_drop_se`` and ``Trial.val_drop_se`` (the paired
+  standard error of a file's validation drop against the reference; None where not measured) and
+  ``TuneSummary.margin`` (how many of them a trial had to clear the budget by; 0 in older files).
 """
 
 from __future__ import annotations
@@ -135,6 +137,8 @@ class Result:
     weights: Optional[NonNegativeInt] = None  # weight values over the weight tensors of ``layers``
     # Added in schema version 4 (None in older files): what recommendations are chosen on.
     val_accuracy: Optional[float] = None  # the same file's accuracy on the validation split
+    # Paired standard error of (reference - this) validation accuracy on the same images (tfopt tune's trials).
+    val_drop_se: Optional[float] = None
 
 
 @pydantic.with_config(_RECORD)
@@ -234,6 +238,7 @@ class TuneSummary:
     sparsities: list[float]
     sensitivity: list[LayerSensitivity] = field(default_factory=list)
     seconds: float = 0.0
+    margin: float = 0.0  # standard errors of the validation drop a trial had to clear the budget by
 
 
 @pydantic.with_config(_RECORD)
@@ -254,6 +259,7 @@ class Trial:
     path: Optional[str] = None  # the reported trials' file in models/<name>/ (None: not reported, not kept)
     error: Optional[str] = None
     tuner_id: Optional[str] = None  # the keras-tuner worker that ran it (KERASTUNER_TUNER_ID; tuner0 alone)
+    val_drop_se: Optional[float] = None  # paired standard error of the validation drop (Result.val_drop_se)
 
 
 @pydantic.with_config(_RECORD)

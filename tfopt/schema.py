@@ -336,6 +336,13 @@ class SearchConfig(Strict):
         description="an int8 trial that misses the budget is exported again with up to this many of the most "
         "sensitive layers left float (Intel Neural Compressor's fallback); 0: never",
     )
+    margin: float = Field(
+        1.0,
+        ge=0,
+        le=5,
+        description="a trial meets the budget when its validation drop plus this many paired standard errors "
+        "fits: the best of many trials is optimistic on validation (the winner's curse); 0: the figure alone",
+    )
     seed: Optional[int] = Field(None, ge=0, lt=2**32, description="the oracle's seed; default: the pipeline's")
     baseline: Optional[dict[str, Any]] = Field(
         None, description="search the baseline's training first: learning_rate, batch_size, epochs, optimizer, model"

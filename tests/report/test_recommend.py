@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from tfopt.errors import TfoptError
-from tfopt.report.recommend import pareto_front, recommend
+from tfopt.report.recommend import paired_drop_se, pareto_front, recommend
 from tfopt.results import Latency, Result
 
 
@@ -65,3 +65,20 @@ def test_nothing_to_choose_on_and_unknown_objective() -> None:
     assert recommend([dataclasses.replace(r, val_accuracy=None) for r in ROWS]) is None  # files older than schema 4
     with pytest.raises(TfoptError, match="Unknown objective 'gzip'.*gzip_bytes"):
         recommend(ROWS, objective="gzip")
+
+
+def test_paired_standard_error_matches_a_hand_computation() -> None:
+    # d = ref - file per image = [0, 1, 0, -1]: mean 0, sample variance 2/3, SE sqrt(2/3 / 4)
+    assert paired_drop_se([1, 1, 1, 0], [1, 0, 1, 1]) == pytest.approx((2 / 3 / 4) ** 0.5, abs=1e-12)
+    assert paired_drop_se([1, 0, 1, 1], [1, 0, 1, 1]) == 0.0  # identical answers: no noise in the drop
+    with pytest.raises(ValueError):
+        paired_drop_se([1, 0], [1, 0, 1])
+
+
+def test_margin_keeps_a_file_whose_drop_is_within_noise_of_the_edge_out() -> None:
+    noisy = [dataclasses.replace(r, val_drop_se=se) for r, se in zip(ROWS, [None, 0.0, 0.001, 0.003, 0.01])]
+    assert recommend(noisy, max_accuracy_drop=0.01).result.variant == "pruned"  # 0.8 points: within on its figure
+    rec = recommend(noisy, max_accuracy_drop=0.01, margin=1.0)  # 0.8 + 0.3 > 1 point: the next smallest
+    assert rec.met and (rec.result.variant, rec.result.format) == ("baseline", "int8")
+    assert "with a margin of 1 standard error (0.10 points)" in rec.reason()
+    assert recommend(noisy, max_accuracy_drop=0.01, margin=0.5).result.variant == "pruned"  # 0.8 + 0.15 fits

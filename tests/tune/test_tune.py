@@ -85,7 +85,9 @@ def test_recommendation_is_the_best_trial_within_budget_on_validation(resumed):
     ref = run.result("baseline", "float32")
     assert run.tune.reference_val_accuracy == ref.val_accuracy
     done = [t for t in run.trials if t.status == "COMPLETED"]
-    within = [t for t in done if t.val_accuracy >= ref.val_accuracy - 0.02 - 1e-12]
+    margin = run.tune.margin
+    assert margin == 1.0 and all(t.val_drop_se is not None for t in done)  # the default: one standard error
+    within = [t for t in done if t.val_accuracy - margin * t.val_drop_se >= ref.val_accuracy - 0.02 - 1e-12]
     assert [t.met_budget for t in done] == [t in within for t in done]
     rec = run.recommended
     if within:  # the smallest file among the trials within the budget, on validation
@@ -104,6 +106,13 @@ def test_recommendation_is_the_best_trial_within_budget_on_validation(resumed):
     splits = load(_cfg().data, seed=0)
     probs = TfliteRunner(path).predict(splits.x_test)
     assert chosen.accuracy == pytest.approx(float(np.mean(probs.argmax(-1) == splits.y_test)), abs=1e-6)
+    # The drop's standard error is paired on the validation images: recomputed from the two files.
+    from tfopt.report.recommend import paired_drop_se
+
+    ref_path = root / "models" / "tiny_tune" / "baseline_float32.tflite"
+    right = [(TfliteRunner(p).predict(splits.x_val).argmax(-1) == splits.y_val).tolist() for p in (ref_path, path)]
+    trial = next(t for t in done if t.variant == rec.variant)
+    assert trial.val_drop_se == pytest.approx(paired_drop_se(*right), abs=1e-6)
     assert all(f"{t.variant}/{t.format}" in run.pareto or t.path is None for t in done)
     # Only the baseline's rows and the reported trials' test rows are in results.
     assert {r.variant for r in run.results} == {"baseline"} | {p.split("/")[0] for p in run.pareto} | {rec.variant}

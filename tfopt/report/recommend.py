@@ -19,7 +19,7 @@ This module never imports TensorFlow (``tfopt report`` renders without it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 from tfopt.errors import TfoptError
 from tfopt.results import Result, Run
@@ -63,12 +63,16 @@ class Recommendation:
     budget: Budget
     met: bool
     front: list[Result]  # files no other file beats on both validation accuracy and the objective
+    margin: float = 0.0  # standard errors of the validation drop a file had to clear the budget by
 
     def reason(self) -> str:
         """One sentence saying why this file (or that none met the budget)."""
         r, ref = self.result, self.reference
         drop = (ref.val_accuracy - r.val_accuracy) * 100
         against = f"{self.budget.describe()} of validation accuracy below {ref.variant}/{ref.format}"
+        if self.margin and r.val_drop_se is not None:
+            se = "standard error" + ("" if self.margin == 1 else "s")
+            against += f", with a margin of {self.margin:g} {se} ({self.margin * r.val_drop_se * 100:.2f} points)"
         if not self.met:
             return (
                 f"no file meets the budget ({against}); this is the closest one, {drop:.2f} points below on validation"
@@ -88,6 +92,35 @@ class Recommendation:
 _BEST = {"gzip_bytes": "smallest gzip size", "size_bytes": "smallest file", "latency_p50": "lowest p50 latency",
          "macs": "fewest MACs"}  # fmt: skip
 _BETTER = {"gzip_bytes": "smaller (gzip)", "size_bytes": "smaller", "latency_p50": "faster (p50)", "macs": "fewer MACs"}
+
+
+def paired_drop_se(reference_correct: Sequence[bool], correct: Sequence[bool]) -> float:
+    """Standard error of the accuracy drop between two files measured on the same images.
+
+    Paired: only the images the two files disagree on add noise, so this is far smaller than the
+    two accuracies' own errors when the files mostly agree (a pruned model and its baseline). It is
+    the standard error of the mean of d = reference_correct - correct (each -1, 0 or 1).
+    """
+    n = len(correct)
+    if n != len(reference_correct) or n < 2:
+        raise ValueError(
+            f"paired_drop_se: need two equal-length lists of >= 2 images, got {len(reference_correct)} and {n}"
+        )
+    d = [int(bool(a)) - int(bool(b)) for a, b in zip(reference_correct, correct)]
+    mean = sum(d) / n
+    var = sum((x - mean) ** 2 for x in d) / (n - 1)
+    return (var / n) ** 0.5
+
+
+def meets(r: Result, reference: Result, budget: Budget, margin: float = 0.0) -> bool:
+    """Whether ``r`` is within ``budget`` of ``reference`` on validation, ``margin`` standard errors to spare.
+
+    A file picked at the edge of the budget out of many is optimistic on validation (the winner's
+    curse); requiring the drop plus ``margin`` paired standard errors (``Result.val_drop_se``) to fit
+    makes the choice hold on new data. A file without a standard error is judged on its figure alone.
+    """
+    penalty = margin * (r.val_drop_se or 0.0)
+    return r.val_accuracy - penalty >= budget.floor(reference.val_accuracy) - 1e-12
 
 
 def candidates(results: Iterable[Result], objective: str) -> list[Result]:
@@ -122,6 +155,7 @@ def recommend(
     objective: str = "gzip_bytes",
     relative: bool = False,
     reference: Optional[Result] = None,
+    margin: float = 0.0,
 ) -> Optional[Recommendation]:
     """The file to deploy: best ``objective`` among files whose validation accuracy meets the budget.
 
@@ -131,6 +165,8 @@ def recommend(
         objective: one of ``OBJECTIVES``; ties go to the more accurate file.
         relative: the drop is a fraction of the reference's accuracy instead of points.
         reference: default the baseline's float32 file.
+        margin: standard errors of the validation drop (``Result.val_drop_se``) a file must clear
+            the budget by (``meets``); 0 judges the validation figure alone.
 
     Returns:
         The recommendation, or None when the results hold no exported file with a validation
@@ -147,12 +183,12 @@ def recommend(
     if not rows or reference is None:
         return None
     budget = Budget(max_accuracy_drop, relative)
-    within = [r for r in rows if r.val_accuracy >= budget.floor(reference.val_accuracy) - 1e-12]
+    within = [r for r in rows if meets(r, reference, budget, margin)]
     if within:
         best, met = min(within, key=lambda r: (fn(r), -r.val_accuracy)), True
     else:
         best, met = closest(rows, objective), False
-    return Recommendation(best, reference, objective, budget, met, pareto_front(rows, objective))
+    return Recommendation(best, reference, objective, budget, met, pareto_front(rows, objective), margin)
 
 
 def unavailable_reason(run: Run, objective: str = "gzip_bytes") -> str:

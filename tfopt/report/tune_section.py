@@ -38,6 +38,7 @@ def tune_blocks(run: Run, kinds: dict[str, type]) -> list[Any]:
             [
                 ("objective", t.objective),
                 ("budget", f"at most {budget} below {t.reference} on validation ({t.reference_val_accuracy:.4f})"),
+                ("margin", _margin(t.margin)),
                 ("oracle", t.tuner),
                 (
                     "trials",
@@ -106,6 +107,7 @@ def _trials(run: Run, H: type, T: type) -> list[Any]:
                 x.variant,
                 x.format or "-",
                 f"{x.val_accuracy:.4f}" if x.val_accuracy is not None else "-",
+                f"{x.val_drop_se * 100:.2f}" if x.val_drop_se is not None else "-",
                 _short(x.objective) if x.objective is not None else "-",
                 "yes" if x.met_budget else "no",
                 f"{x.seconds:.1f}",
@@ -114,8 +116,21 @@ def _trials(run: Run, H: type, T: type) -> list[Any]:
         )
     return [
         H(3, "Trials (validation)"),
-        T(["trial", "format", "val acc", run.tune.objective, "in budget", "s", "parameters"], rows, "llrrlrl"),
+        T(
+            ["trial", "format", "val acc", "drop SE pts", run.tune.objective, "in budget", "s", "parameters"],
+            rows,
+            "llrrrlrl",
+        ),
     ]
+
+
+def _margin(margin: float) -> str:
+    if not margin:
+        return "none: a trial is judged on its validation figure alone"
+    return (
+        f"{margin:g} paired standard error(s) of each trial's validation drop: the best of many trials is "
+        "optimistic on validation (the winner's curse), so the drop plus this margin must fit the budget"
+    )
 
 
 def _short(v: Any) -> str:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 
 from tfopt._keras import keras
 from tfopt.errors import TfoptError
+from tfopt.evaluate.litert import TfliteRunner
 from tfopt.io import atomic_write_text
 from tfopt.pipeline import (
     Evaluation,
@@ -47,7 +48,7 @@ from tfopt.pipeline import (
 from tfopt.pipeline.evaluation import accuracy
 from tfopt.report import render
 from tfopt.report.tune_section import NO_LEAKAGE
-from tfopt.report.recommend import OBJECTIVES, Budget, recommend
+from tfopt.report.recommend import OBJECTIVES, Budget, meets, paired_drop_se, recommend
 from tfopt.results import (
     Recommended,
     Result,
@@ -162,6 +163,7 @@ class _Search:
                 time_latency=False,  # timed at the end, in turn with the files chosen (same load)
             )  # fmt: skip
         self.reference = self.baseline_eval.results[1]  # float32 first (_with_float32): the budget's reference
+        self.reference_correct = self._correct(self.baseline_eval.files[("baseline", "float32")])
         if self.reference.val_accuracy is None:
             raise TfoptError(
                 f"tfopt tune chooses on the validation split, and pipeline {cfg.name!r} has none. "
@@ -238,7 +240,7 @@ class _Search:
         result = self._export(model, applied.backend, name, spec, on_val, folder)
         if spec.format == "int8" and "qat" not in [s.name for s in variant.transforms]:
             for k in range(1, self.search.fallback + 1):  # Intel Neural Compressor's fallback, most sensitive first
-                if result.val_accuracy >= self._budget().floor(self.reference.val_accuracy) - 1e-12:
+                if meets(result, self.reference, self._budget(), self.search.margin):
                     break
                 layers = self._fallback_order()[:k]
                 if len(layers) < k:
@@ -260,7 +262,13 @@ class _Search:
             raise TfoptError(ev.not_exported[0].reason if ev.not_exported else f"{name}: no file was exported")
         if ev.failures:
             raise TfoptError(ev.failures[0])
-        return files[0]
+        se = paired_drop_se(self.reference_correct, self._correct(Path(files[0].path)))
+        return dataclasses.replace(files[0], val_drop_se=round(se, 6))
+
+    def _correct(self, path: Path) -> Any:
+        """Which validation images a file gets right (the paired standard error compares two such lists)."""
+        probs = TfliteRunner(path, threads=self.cfg.evaluate.threads).predict(self.splits.x_val)
+        return (probs.argmax(axis=-1) == self.splits.y_val).tolist()
 
     def _fallback_order(self) -> list[str]:
         """Layers by how much leaving them float recovers of the int8 file's validation accuracy, then by error."""
@@ -277,13 +285,14 @@ class _Search:
         value = OBJECTIVES[self.search.objective](result)
         ref_value = OBJECTIVES[self.search.objective](self.reference) or 1
         floor = self._budget().floor(self.reference.val_accuracy)
-        met = result.val_accuracy >= floor - 1e-12
+        met = meets(result, self.reference, self._budget(), self.search.margin)
         ratio = value / ref_value if value is not None else 1e3
         # Met: in (0, 1), smaller files lower. Missed: above 1 whatever the size, worse the further below the floor.
-        score = ratio / (1 + ratio) if met else 1 + (floor - result.val_accuracy) * 100
+        cautious = result.val_accuracy - self.search.margin * (result.val_drop_se or 0.0)
+        score = ratio / (1 + ratio) if met else 1 + max(floor - cautious, 0.0) * 100
         return Trial(
             trial_id, name, values, "COMPLETED", round(seconds, 3), result.format, result.val_accuracy,
-            value, round(score, 6), met, result.path, tuner_id=worker,
+            value, round(score, 6), met, result.path, tuner_id=worker, val_drop_se=result.val_drop_se,
         )  # fmt: skip
 
     def _budget(self) -> Budget:
@@ -314,7 +323,7 @@ class _Search:
         drop, relative = self.search.drop
         baseline_rows = self.baseline_eval.results
         # Candidates are the trials' files: the baseline's float32 file would always "meet" the budget it defines.
-        rec = recommend(rows, drop, self.search.objective, relative, reference=self.reference)
+        rec = recommend(rows, drop, self.search.objective, relative, self.reference, self.search.margin)
         if rec is None:
             raise TfoptError(
                 f"tfopt tune: no trial produced a file (see the trial lines above: {_first_error(trials)}). "
@@ -340,6 +349,7 @@ class _Search:
             self.search.objective, drop, relative, self.search.tuner,
             f"{self.reference.variant}/{self.reference.format}", self.reference.val_accuracy,
             list(self.search.sensitivity.sparsities), self.sensitivity, round(time.monotonic() - self.started, 3),
+            self.search.margin,
         )  # fmt: skip
         record = build_record(
             self.cfg, self.splits, evaluation, reports,
@@ -366,8 +376,6 @@ class _Search:
 
         Its latency is timed afterwards with the baseline's files (``time_latencies``).
         """
-        from tfopt.evaluate.litert import TfliteRunner
-
         dest = self.out.models_dir / Path(r.path).name
         shutil.copyfile(r.path, dest)
         probs = TfliteRunner(dest, threads=self.cfg.evaluate.threads).predict(self.splits.x_test)
@@ -400,7 +408,8 @@ def progress_line(rec: Trial, done: list[dict], search: SearchConfig, deadline: 
     if rec.status != "COMPLETED":
         return f"[tfopt] {rec.variant} ({len(done)}/{search.max_trials}) failed: {rec.error}  [{params}]"
     return (
-        f"[tfopt] {rec.variant} ({len(done)}/{search.max_trials}) {rec.format}: val acc {rec.val_accuracy:.4f}  "
+        f"[tfopt] {rec.variant} ({len(done)}/{search.max_trials}) {rec.format}: val acc {rec.val_accuracy:.4f}"
+        f"{'' if rec.val_drop_se is None else f' (drop SE {rec.val_drop_se * 100:.2f} pts)'}  "
         f"{search.objective} {_value(rec.objective, search.objective)}  score {rec.score:.4f}"
         f"{'' if rec.met_budget else ' (misses the budget)'}  best {_best(best, search.objective)}  "
         f"{rec.seconds:.1f}s{left}  [{params}]"
