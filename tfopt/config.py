@@ -320,7 +320,7 @@ def _check_search(cfg: PipelineConfig, fail: Any) -> None:
                 )
 
 
-TUNABLE = ("prune_channels", "prune", "cluster", "qat")
+TUNABLE = ("distill", "prune_channels", "prune", "cluster", "qat")
 """The techniques ``tfopt tune`` chains, in the order it applies them."""
 
 

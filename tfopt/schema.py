@@ -385,9 +385,11 @@ class SearchConfig(Strict):
                     f"Fix: e.g. {{final_sparsity: [0.5, 0.9]}}; got {params!r}"
                 )
             for name, value in (params or {}).items():
-                if isinstance(value, list) and not all(isinstance(x, (int, float, str, bool, list)) for x in value):
+                if isinstance(value, list) and not all(
+                    isinstance(x, (int, float, str, bool, list, dict)) for x in value
+                ):
                     raise ValueError(
-                        f"space.{key}.{name}: each choice is a number, string, boolean or list. "
+                        f"space.{key}.{name}: each choice is a number, string, boolean, list or mapping. "
                         f"Fix: e.g. skip: [[], [classifier]] to search whether to skip a layer; got {value!r}"
                     )
                 if isinstance(value, list) and (

@@ -87,3 +87,30 @@ def test_float_layers_apply_to_int8_with_float_io_only():
     for bad in ({"format": "dynamic"}, {"format": "int8", "integer_io": True}):
         with pytest.raises(ValueError, match="float_layers"):
             ExportSpec(float_layers=["classifier"], **bad)
+
+
+def test_distillation_is_a_step_of_the_chain_with_its_student_searched():
+    import keras_tuner
+
+    students = [{"name": "small_cnn", "params": {"filters": 4, "dense": 16}}, {"name": "small_cnn"}]
+    space = {
+        "distill": {"use": [True, False], "student": students, "temperature": [1.0, 8.0], "alpha": 0.3},
+        "prune": {"use": True, "final_sparsity": [0.5, 0.9]},
+        "export": ["int8"],
+    }
+    cfg = config.loads(
+        "name: x\ndata: {name: digits}\nmodel: {name: small_cnn}\nsearch: {space: "
+        + __import__("json").dumps(space)
+        + "}\n"
+    )
+    hp = declare(keras_tuner.HyperParameters(), cfg.search.space)
+    assert {"use_distill", "distill/student", "distill/temperature", "distill/alpha"} <= set(hp.values)
+    values = dict(hp.values, use_distill=True, **{"distill/student": hp.get("distill/student")})
+    values["prune/allocation"] = "sensitivity"
+    rows = [LayerSensitivity("dense1", 1000, [0.95, 0.95, 0.94]), LayerSensitivity("conv1", 100, [0.9, 0.7, 0.5])]
+    variant, _, _ = to_variant(values, rows, SPARSITIES, reference=0.95)
+    assert [s.name for s in variant.transforms] == ["distill", "prune"]
+    distill = variant.transforms[0].params
+    assert distill["student"] in students and distill["alpha"] == 0.3 and 1.0 <= distill["temperature"] <= 8.0
+    assert "sparsities" not in variant.transforms[1].params  # the teacher's sensitivity says nothing of the student
+    config.check_references(cfg.model_copy(update={"variants": {"t": variant}}))  # valid as a YAML variant

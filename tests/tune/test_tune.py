@@ -269,3 +269,26 @@ def test_bad_search_baseline_keys_are_file_line_errors():
     )
     with pytest.raises(ConfigError, match=r"^tiny.yaml:13: search.baseline.model: 'dens' .* Fix:"):
         config.loads(text, source="tiny.yaml")
+
+
+@pytest.mark.slow
+def test_a_distilled_student_is_searched_like_any_step(tmp_path):
+    """``distill`` in the space: the trial's file is the student's architecture, pruned after it, read from the file."""
+    from tfopt.evaluate.inspection import inspect_tflite
+    from tfopt.tune import tune
+
+    text = TINY.format(name="student", drop=0.5, sparsity="0.5").replace(
+        "    prune:",
+        "    distill: {use: true, student: {name: small_cnn, params: {filters: 4, dense: 16}}}\n    prune:",
+    )
+    run = tune(config.loads(text, source="student.yaml"), root=tmp_path, log=lambda _: None, max_trials=1)
+    (trial,) = run.trials
+    assert trial.status == "COMPLETED" and trial.params["use_distill"] and trial.format == "int8"
+    chosen = run.result(run.recommended.variant, run.recommended.format)
+    from tfopt.models.small_cnn import small_cnn
+
+    student = small_cnn((8, 8, 1), 10, filters=4, dense=16)
+    kernels = sum(w.numpy().size for w in student.weights if "kernel" in w.name)  # the file's weights: no biases
+    assert chosen.weights == kernels < run.result("baseline", "float32").weights / 3
+    facts = inspect_tflite(chosen.path)
+    assert facts.weights == chosen.weights and facts.sparsity == pytest.approx(0.5, abs=0.02)

@@ -146,6 +146,13 @@ def plot_trials(run: Run) -> Optional[bytes]:
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     ax.scatter([x.objective for x in done], [x.val_accuracy for x in done], c="#7f7f7f", s=22, label="trials")
+    noisy = [x for x in done if x.val_drop_se]
+    if noisy and t.margin:  # what the margin takes off each trial before it is held against the floor
+        ax.errorbar(
+            [x.objective for x in noisy], [x.val_accuracy for x in noisy],
+            yerr=[[t.margin * x.val_drop_se for x in noisy], [0.0] * len(noisy)],
+            fmt="none", ecolor="#bbbbbb", lw=1, label=f"margin ({t.margin:g} SE of the drop)",
+        )  # fmt: skip
     front = sorted((x for x in done if f"{x.variant}/{x.format}" in run.pareto), key=lambda x: x.objective)
     if front:
         ax.plot([x.objective for x in front], [x.val_accuracy for x in front], "-o", c="#1f77b4", label="Pareto front")

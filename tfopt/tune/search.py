@@ -238,7 +238,8 @@ class _Search:
         model = export_copy(applied.model, cfg.train.precision, base.strategy, applied.backend)
         on_val = dataclasses.replace(self.splits, x_test=self.splits.x_val, y_test=self.splits.y_val)  # no test here
         result = self._export(model, applied.backend, name, spec, on_val, folder)
-        if spec.format == "int8" and "qat" not in [s.name for s in variant.transforms]:
+        steps = [s.name for s in variant.transforms]
+        if spec.format == "int8" and "qat" not in steps and "distill" not in steps:  # the order is the teacher's
             for k in range(1, self.search.fallback + 1):  # Intel Neural Compressor's fallback, most sensitive first
                 if meets(result, self.reference, self._budget(), self.search.margin):
                     break

@@ -1,11 +1,12 @@
 """The search space: ``search.space`` (or a default) as keras-tuner hyperparameters, and a trial's
 values back as a variant (the same ``VariantConfig`` a YAML variant is).
 
-A technique in the space is one optional step of the chain ``prune_channels -> prune -> cluster ->
-qat``; its reserved key ``use`` says whether the search may leave it out (``[true, false]``, the
+A technique in the space is one optional step of the chain ``distill -> prune_channels -> prune ->
+cluster -> qat``; its reserved key ``use`` says whether the search may leave it out (``[true, false]``, the
 default) or always applies it (``true``). ``prune`` also gets ``prune/allocation``: ``uniform``
 (one sparsity for every layer) or ``sensitivity`` (per-layer sparsities from
-``sensitivity.allocate``, same overall sparsity).
+``sensitivity.allocate``, same overall sparsity). After ``distill`` the model is the student, whose
+layers the baseline's sensitivity does not describe: its pruning is uniform.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tfopt.results import LayerSensitivity
 from tfopt.schema import ExportSpec, PipelineConfig, VariantConfig
 from tfopt.tune.sensitivity import allocate
 
-CHAIN = ("prune_channels", "prune", "cluster", "qat")  # the order tfopt applies them (tfopt.config.TUNABLE)
+CHAIN = ("distill", "prune_channels", "prune", "cluster", "qat")  # the order tfopt applies them (tfopt.config.TUNABLE)
 
 
 def default_space(cfg: PipelineConfig, backend_kind: str) -> dict[str, Any]:
@@ -63,11 +64,14 @@ def declare(hp: Any, space: dict[str, Any], epochs: bool = True) -> Any:
 def param(hp: Any, name: str, value: Any) -> None:
     """``[low, high]``: a range (Int if both are integers); another list: a choice; a scalar: fixed.
 
-    Choices that are lists (``skip: [[], [classifier]]``) are kept as JSON text (keras-tuner's values are
-    scalars) and decoded by ``to_variant``.
+    Choices that are lists or mappings (``skip: [[], [classifier]]``, ``student: [{name: ...}, ...]``)
+    and mapping values are kept as JSON text (keras-tuner's values are scalars) and decoded by
+    ``to_variant``.
     """
-    if isinstance(value, list) and any(isinstance(v, list) for v in value):
-        value = [_JSON + json.dumps(v) for v in value]
+    if isinstance(value, dict):
+        value = _JSON + json.dumps(value, sort_keys=True)
+    if isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value):
+        value = [_JSON + json.dumps(v, sort_keys=True) for v in value]
     numeric = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     if numeric and len(value) == 2 and value[0] < value[1]:
         if all(isinstance(v, int) for v in value):
@@ -99,7 +103,8 @@ def to_variant(
             continue
         params = {k.split("/", 1)[1]: _decoded(v) for k, v in values.items() if k.startswith(f"{tech}/")}
         allocation = params.pop("allocation", None)
-        if tech == "prune" and allocation == "sensitivity" and sensitivity and reference is not None:
+        student = any("distill" in s for s in steps)  # the sensitivity was measured on the teacher's layers
+        if tech == "prune" and allocation == "sensitivity" and sensitivity and reference is not None and not student:
             params["sparsities"] = allocate(sensitivity, sparsities, float(params["final_sparsity"]), reference)
         steps.append({tech: params})
     if not steps:  # the search left every technique out: the baseline itself, exported
