@@ -112,12 +112,23 @@ def quiet_tensorflow_logger() -> None:
 
 
 @contextlib.contextmanager
-def native_logs_hidden() -> Iterator[None]:
+def native_logs_hidden(discard: bool = False) -> Iterator[None]:
     """Catch what native code writes to file descriptor 2 inside the block; write back all but the noise.
 
     Re-entrant (an inner block is part of the outer one). On an exception everything caught is
     written back, noise included, so the context of a failed import is not lost.
+
+    ``discard``: the block's output is all noise whatever it says (the MLIR converter logs dozens of
+    lines per model, and its errors reach the caller as exceptions), dropped even on an exception;
+    hidden unless ``--verbose`` or ``TFOPT_VERBOSE_CONVERTER`` (not the user's TF_CPP_MIN_LOG_LEVEL).
     """
+    if discard:  # its own capture, nested or not: nothing of it is written back
+        if _state["verbose"] or os.environ.get("TFOPT_VERBOSE_CONVERTER"):
+            yield
+            return
+        with tempfile.TemporaryFile() as tmp, _fd2_to(tmp.fileno()):
+            yield
+        return
     with _lock:
         outer = _state["depth"] == 0 and hiding()
         _state["depth"] += 1
@@ -129,19 +140,28 @@ def native_logs_hidden() -> Iterator[None]:
         return
     failed = True
     with tempfile.TemporaryFile() as tmp:
-        _flush()
-        saved = os.dup(2)
-        os.dup2(tmp.fileno(), 2)
         try:
-            yield
+            with _fd2_to(tmp.fileno()):
+                yield
             failed = False
         finally:
-            _flush()
-            os.dup2(saved, 2)
-            os.close(saved)
             _state["depth"] -= 1
             tmp.seek(0)
             _write_back(tmp.read().decode("utf-8", "replace"), everything=failed)
+
+
+@contextlib.contextmanager
+def _fd2_to(fd: int) -> Iterator[None]:
+    """File descriptor 2 points at ``fd`` inside the block (native code writes there, not to sys.stderr)."""
+    _flush()
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    try:
+        yield
+    finally:
+        _flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _flush() -> None:

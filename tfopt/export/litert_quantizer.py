@@ -27,7 +27,8 @@ import numpy as np
 from tfopt.backends import Backend
 from tfopt.schema import ExportSpec
 from tfopt.errors import ExportError
-from tfopt.export.tflite import EXPORTERS, Exported, convert, quiet_stderr
+from tfopt.quiet import native_logs_hidden
+from tfopt.export.tflite import EXPORTERS, Exported, convert
 
 PACKAGE = "litert-quantizer"
 PIN = "litert-quantizer==0.11.0"
@@ -140,7 +141,7 @@ def quantize_tflite(float_model: bytes, fmt: str, calibration: Any, spec: Export
     if reused:  # too few samples to hold some out: validate on calibration samples, and say so
         held_out = _take(calibration, 0, spec.validation_samples)
     try:
-        with quiet_stderr():
+        with native_logs_hidden(discard=True):
             q = quantizer.Quantizer(float_model)
             q.load_quantization_recipe(getattr(recipes, recipe_name)())
             calibrated = q.need_calibration

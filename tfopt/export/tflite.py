@@ -9,16 +9,13 @@ default (drop-in) or integer input/output with ``integer_io: true``.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from tfopt.quiet import verbose
+from tfopt.quiet import native_logs_hidden
 from tfopt._keras import tf
 from tfopt.backends import Backend, backend_for
 from tfopt.export.saved_model import converter_for
@@ -125,7 +122,7 @@ def selective_int8(conv: Any, float_layers: list[str], model: Any) -> bytes:
     ]  # float ops allowed
     data = conv.representative_dataset
     try:
-        with quiet_stderr():
+        with native_logs_hidden(discard=True):
             first = lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=data)
             first.run()
             nodes = [
@@ -147,27 +144,10 @@ def selective_int8(conv: Any, float_layers: list[str], model: Any) -> bytes:
         raise ExportError(f"selective int8 of model {model.name!r} failed: {str(e).splitlines()[0][:300]}") from None
 
 
-@contextlib.contextmanager
-def quiet_stderr() -> Any:
-    """The MLIR converter logs dozens of lines to fd 2 per model; keep them out of the progress."""
-    if os.environ.get("TFOPT_VERBOSE_CONVERTER") or verbose():  # --verbose shows them
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "wb") as null:
-        os.dup2(null.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def run_converter(conv: Any, what: str) -> bytes:
     """Run a configured converter; its errors become one-line ``ExportError``s."""
     try:
-        with quiet_stderr():
+        with native_logs_hidden(discard=True):
             return conv.convert()
     except Exception as e:  # converter errors come as several exception types
         text = str(e)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from tfopt._keras import tf
-from tfopt.export.tflite import quiet_stderr
+from tfopt.quiet import native_logs_hidden
 from tfopt.pipeline import accuracy
 from tfopt.results import LayerSensitivity
 from tfopt.transforms.prune_keras3 import magnitude_mask
@@ -88,7 +88,7 @@ def quant_errors(
         return lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=dataset, debug_options=options)
 
     try:
-        with quiet_stderr():  # the calibrator prints a line per conversion to fd 2
+        with native_logs_hidden(discard=True):  # the calibrator prints a line per conversion to fd 2
             full = debugger()
             full.run()
     except Exception as e:  # noqa: BLE001 - the table is informative; the search does not depend on it
@@ -113,7 +113,7 @@ def quant_errors(
 
 def _quietly(fn: Callable[..., bytes], *args: Any) -> bytes:
     """``fn(*args)`` (a debugger built and its model converted) without the calibrator's line on fd 2."""
-    with quiet_stderr():
+    with native_logs_hidden(discard=True):
         return fn(*args)
 
 
