@@ -237,3 +237,55 @@ def test_keras3_logits_distillation_computes_the_same_kl_term() -> None:
     loss = k.distillation.LogitsDistillation(temperature=4.0, loss=k.losses.KLDivergence())  # as distill_keras3.py
     got = loss.compute_loss(TEACHER_LOGITS, STUDENT_LOGITS)
     np.testing.assert_allclose(float(got), _by_hand(4.0, 0.0).mean(), rtol=1e-4)
+
+
+def test_cached_teacher_outputs_give_the_loss_of_the_teacher_run_per_batch(trained_small_cnn, digits) -> None:
+    """cache_teacher (the default) packs the teacher's logits beside the labels once; on fixed data the loss is
+    the one the distiller gets running the teacher on every batch, before and after one epoch of training."""
+    losses, notes = {}, {}
+    for cache in (True, False):
+        step = _step({"student": STUDENT, "temperature": 4, "alpha": 0.3, "cache_teacher": cache}, digits)
+        distiller = step.apply(backend_for(trained_small_cnn).clone(trained_small_cnn))
+        step.compile(distiller, "adam", 1e-3)
+        splits = step.train_splits(digits)
+        assert isinstance(splits.y_train, tuple) == cache and isinstance(splits.y_val, tuple) == cache
+        before = distiller.evaluate(splits.x_val, splits.y_val, batch_size=len(digits.y_val), verbose=0)
+        history = distiller.fit(splits.x_train, splits.y_train, epochs=1, batch_size=32, shuffle=False, verbose=0)
+        losses[cache], notes[cache] = (before[0], history.history["loss"][-1]), step.backend
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
+    n = len(digits.y_train) + len(digits.y_val)
+    assert f"teacher outputs cached: computed once for {n:,} train+val images" in notes[True]
+    assert "saving 0 teacher forward passes" in notes[True]  # finetune_epochs=1: one pass either way
+    assert "teacher run on every batch" in notes[False]
+
+
+def test_keras3_cached_distiller_gives_keras_distillers_loss(digits) -> None:
+    """Keras 3: with caching tfopt's CachedDistiller (keras.distillation.Distiller cannot take cached outputs)
+    computes the loss of keras.distillation.Distiller running the teacher, on the same fixed data."""
+    from tfopt._keras import keras3
+
+    k = keras3()
+
+    def build(cfg):
+        k.utils.set_random_seed(0)
+        layers = [k.Input(digits.input_shape), k.layers.Flatten(), k.layers.Dense(cfg.params["units"])]
+        return k.Sequential(layers + [k.layers.Dense(digits.num_classes, activation="softmax")])
+
+    teacher = build(ModelConfig(name="small_cnn", params={"units": 32}))
+    losses = {}
+    for cache in (True, False):
+        params = {"student": {"name": "small_cnn", "params": {"units": 8}}, "temperature": 2, "alpha": 0.4}
+        step = TECHNIQUES.get("distill").for_backend("keras3")(
+            DistillConfig.model_validate({**params, "cache_teacher": cache}),
+            Context(steps_per_epoch=1, finetune_epochs=3, backend=backend_named("keras3"), build_model=build),
+        )
+        distiller = step.apply(teacher)
+        assert ("CachedDistiller" in step.backend) == cache
+        step.compile(distiller, "adam", 1e-3)
+        splits = step.train_splits(digits)
+        result = distiller.evaluate(
+            splits.x_val, splits.y_val, batch_size=len(digits.y_val), verbose=0, return_dict=True
+        )
+        losses[cache] = result["loss"]
+    assert np.isfinite(losses[True]) and losses[True] > 0
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)

@@ -140,7 +140,7 @@ class _StepRunner:
             step.compile(model, recipe.optimizer, recipe.learning_rate)
         if recipe.epochs:
             applied.trainings.append(
-                fit(model, self.splits, variant=f"{self.variant}/{step.name}", epochs=recipe.epochs,
+                fit(model, step.train_splits(self.splits), variant=f"{self.variant}/{step.name}", epochs=recipe.epochs,
                     batch_size=recipe.batch_size, seed=recipe.seed, callbacks=step.callbacks(), log_dir=step_dir,
                     verbose=recipe.verbose, backup_dir=self.ckpt.fit_backup(key, fp), log=self.log,
                     backend=self.backend)

@@ -100,6 +100,11 @@ class Transform(abc.ABC):
         """Compile the model for its fine-tune; a technique that owns its loss overrides this."""
         self.context.backend.compile(model, optimizer, learning_rate)
 
+    def train_splits(self, splits: Any) -> Any:
+        """The data the fine-tune trains and validates on: ``splits`` itself, or a copy with more targets
+        (distillation packs the teacher's outputs, computed once, beside the labels)."""
+        return splits
+
     def callbacks(self) -> list:
         """Keras callbacks the fine-tune needs (e.g. the pruning step)."""
         return []

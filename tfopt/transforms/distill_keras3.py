@@ -12,6 +12,15 @@ softmax-then-T^2 branch is skipped and it takes the KL of the raw scaled logits 
 0.419 on the fixed logits of tests/transforms/test_distill.py). tfopt passes
 ``loss=keras.losses.KLDivergence()``, which gives the hand-computed value.
 
+Teacher-output caching (the default, ``cache_teacher: true``): ``Distiller`` cannot take cached
+outputs. Its ``compute_loss`` always runs ``self.teacher(x, training=False)`` (through the private
+``_extract_all_teacher_features``), and it has no public hook for precomputed outputs; feeding
+the logits through ``x`` would change the inputs the student sees. So with caching tfopt bypasses
+``Distiller`` for a small ``keras.Model`` (``CachedDistiller`` below) whose ``compute_loss`` takes
+the cached logits from ``y = (labels, logits)`` and applies the same ``LogitsDistillation``'s
+``compute_loss`` (KL x T^2) beside ``alpha`` x the hard-label cross-entropy, Distiller's sum;
+``cache_teacher: false`` uses ``Distiller`` as it is.
+
 Example::
 
     variants:
@@ -22,7 +31,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfopt.transforms.distill import DISTILL, Distill
+from tfopt.transforms.distill import DISTILL, Distill, labels_and_teacher
+
+
+def cached_distiller(k: Any, student: Any, teacher: Any, temperature: float, alpha: float) -> Any:
+    """A Keras 3 model training ``student`` on ``alpha * CE + (1 - alpha) * LogitsDistillation``, the teacher's
+    logits read from ``y = (labels, logits)`` when cached (else the teacher is run, as ``Distiller`` does)."""
+
+    class CachedDistiller(k.Model):
+        def __init__(self):
+            super().__init__(name="distiller")
+            self.student, self.teacher = student, teacher
+            self.teacher.trainable = False
+            self.kd = k.distillation.LogitsDistillation(temperature=temperature, loss=k.losses.KLDivergence())
+            self.hard = k.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        def call(self, x, training=False):
+            return self.student(x, training=training)
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            y, teacher_logits = labels_and_teacher(x, y, self.teacher)
+            if y_pred is None:
+                y_pred = self(x, training=training)
+            return alpha * self.hard(y, y_pred) + (1.0 - alpha) * self.kd.compute_loss(teacher_logits, y_pred)
+
+        def compute_metrics(self, x, y, y_pred, sample_weight=None):
+            return super().compute_metrics(x, labels_and_teacher(x, y, self.teacher)[0], y_pred, sample_weight)
+
+    return CachedDistiller()
 
 
 @DISTILL.implementation("keras3")
@@ -34,6 +70,10 @@ class DistillKeras3(Distill):
 
     def _distiller(self, student_logits: Any, teacher_logits: Any) -> Any:
         k = self.context.backend.keras()
+        c = self.config
+        if c.cache_teacher:
+            self.backend = f"{self.kind}: tfopt CachedDistiller + keras.distillation.LogitsDistillation (on logits)"
+            return cached_distiller(k, student_logits, teacher_logits, c.temperature, c.alpha)
         return k.distillation.Distiller(
             teacher=teacher_logits,
             student=student_logits,
