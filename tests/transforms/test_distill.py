@@ -289,3 +289,141 @@ def test_keras3_cached_distiller_gives_keras_distillers_loss(digits) -> None:
         losses[cache] = result["loss"]
     assert np.isfinite(losses[True]) and losses[True] > 0
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
+
+
+# ---------------------------------------------------------------- the feature (hint) loss, FitNets
+
+
+def test_feature_term_matches_a_hand_computation() -> None:
+    """The per-example loss with a hint: the distillation loss + weight x MSE(teacher features, W s + b)."""
+    from tfopt.transforms.distill import feature_loss
+
+    rng = np.random.default_rng(0)
+    t_feat, s_feat = rng.normal(size=(2, 3, 3, 4)), rng.normal(size=(2, 3, 3, 2))  # widths 4 and 2: projected
+    kernel, bias = rng.normal(size=(2, 4)), rng.normal(size=4)
+    projected = s_feat @ kernel + bias  # a 1x1 convolution is this matmul on the last axis
+    k = keras()
+    conv = k.layers.Conv2D(4, 1)
+    conv.build((None, 3, 3, 2))
+    conv.set_weights([kernel.reshape(1, 1, 2, 4), bias])
+    got = distillation_loss(LABELS, STUDENT_LOGITS, TEACHER_LOGITS, 4.0, 0.3) + feature_loss(
+        t_feat, conv(s_feat.astype(np.float32)), 0.7
+    )
+    hand = _by_hand(4.0, 0.3) + 0.7 * ((t_feat - projected) ** 2).reshape(2, -1).mean(-1)
+    np.testing.assert_allclose(got.numpy(), hand, rtol=1e-5)
+
+
+HINTS = [{"teacher": "conv1", "student": "conv1", "weight": 0.5}, {"teacher": "dense1", "student": "dense1"}]
+
+
+def test_distiller_loss_with_hints_is_the_hand_computed_one(trained_small_cnn, digits) -> None:
+    """Through the tf_keras distiller on one real batch: the layers' outputs, the 1x1 conv and Dense projections
+    (teacher widths 16/64, student 4/16) and the weights combine as written."""
+    step = _step({"student": STUDENT, "temperature": 2, "alpha": 0.4, "feature": HINTS}, digits)
+    distiller = step.apply(backend_for(trained_small_cnn).clone(trained_small_cnn))
+    step.compile(distiller, "adam", 1e-3)
+    splits = step.train_splits(digits)
+    assert splits.y_train is digits.y_train and "teacher run on every batch" in step.backend
+    assert "learned projection" in step.backend
+    x, y = digits.x_val[:64], digits.y_val[:64]
+    got = distiller.evaluate(x, y, batch_size=64, verbose=0)[0]
+    k = keras()
+
+    def outputs(model, name):
+        return k.Model(model.inputs, model.get_layer(name).output).predict(x, verbose=0)
+
+    teacher, student = distiller.teacher, distiller.student
+    hand = _hand_distill(y, student.predict(x, verbose=0), teacher.predict(x, verbose=0), 2.0, 0.4)
+    for hint, projection in zip(HINTS, distiller.projections):
+        kernel, bias = projection.get_weights()
+        projected = outputs(student, hint["student"]) @ kernel.reshape(-1, kernel.shape[-1]) + bias
+        mse = ((outputs(teacher, hint["teacher"]) - projected) ** 2).reshape(len(y), -1).mean(-1)
+        hand = hand + hint.get("weight", 1.0) * mse
+    np.testing.assert_allclose(got, hand.mean(), rtol=1e-4)
+
+
+def _hand_distill(y, s, t, temperature, alpha) -> np.ndarray:
+    hard = -np.log(_softmax(s)[np.arange(len(y)), y])
+    p, q = _softmax(t / temperature), _softmax(s / temperature)
+    return alpha * hard + (1 - alpha) * temperature**2 * (p * np.log(p / q)).sum(-1)
+
+
+def test_distill_with_a_feature_loss_trains_and_exports_the_plain_student(trained_small_cnn, digits, tmp_path) -> None:
+    applied = pipeline.apply_steps(
+        trained_small_cnn, [{"distill": {"student": STUDENT, "feature": HINTS}}], digits,
+        pipeline.Recipe(epochs=1, batch_size=32, learning_rate=3e-3), log=lambda _: None,
+    )  # fmt: skip
+    (training,) = applied.trainings
+    assert np.isfinite(training.final["loss"])
+    assert "feature loss: teacher 'conv1' (8, 8, 16) <- student 'conv1' (8, 8, 4)" in applied.reports[0].backend
+    evaluation = pipeline.export_and_evaluate(
+        applied.model, "hinted", [], digits, tmp_path, evaluate=NO_LATENCY, log=lambda _: None
+    )
+    keras_file = next(r for r in evaluation.results if r.format == "keras")
+    exported = keras().models.load_model(keras_file.path)
+    plain = models.build(ModelConfig.model_validate(STUDENT), tuple(digits.input_shape), digits.num_classes)
+    assert [w.shape for w in exported.weights] == [w.shape for w in plain.weights]  # no projection left
+    assert exported.count_params() == plain.count_params()
+    assert keras_file.accuracy > 0.3  # 10 classes, one epoch of a 4-filter student
+
+
+@pytest.mark.parametrize(
+    "feature,match",
+    [
+        ("{teacher: conv9, student: conv1}", r"variants\.s\[0\]\.distill\.feature\.teacher: .*no layer 'conv9'.*"
+         r"Fix: name one of its layers, e\.g\. 'conv1'"),
+        ("[{teacher: conv1, student: conv1}, {teacher: dense1, student: dens1}]",
+         r"variants\.s\[0\]\.distill\.feature\[1\]\.student: the student model .*no layer 'dens1'"),
+        ("{teacher: conv1, student: pool2}", r"variants\.s\[0\]\.distill\.feature: teacher layer 'conv1' outputs "
+         r"\(8, 8, 32\) and student layer 'pool2' \(4, 4, 32\).*Fix: pair layers of the same spatial size"),
+    ],
+)  # fmt: skip
+def test_feature_layers_that_do_not_fit_refused_before_training(feature, match, tmp_path, monkeypatch) -> None:
+    import importlib
+
+    run_module = importlib.import_module("tfopt.pipeline.run")  # the module; tfopt.pipeline.run is the function
+
+    def never(*args, **kwargs):
+        raise AssertionError("the baseline trained before the feature loss was checked")
+
+    monkeypatch.setattr(run_module, "train_baseline", never)
+    text = _pipeline(f"{{distill: {{student: {{name: small_cnn, params: {{filters: 16}}}}, feature: {feature}}}}}")
+    with pytest.raises(TransformError, match=match):
+        pipeline.run(config.loads(text), root=tmp_path, log=lambda _: None)
+
+
+def test_negative_feature_weight_refused_at_load_with_the_line() -> None:
+    text = _pipeline("{distill: {student: {name: small_cnn}, feature: {teacher: conv1, student: conv1, weight: -1}}}")
+    with pytest.raises(ConfigError, match=r"<string>:7: .*weight.*greater than or equal to 0"):
+        config.loads(text)
+
+
+def test_keras3_feature_loss_trains_the_projection_and_strips_it(digits) -> None:
+    """Keras 3: the hint term in tfopt's CachedDistiller (FeatureDistillation has no learned projection)."""
+    from tfopt._keras import keras3
+
+    k = keras3()
+
+    def build(cfg):
+        k.utils.set_random_seed(0)
+        inputs = k.Input(digits.input_shape)
+        hidden = k.layers.Dense(cfg.params["units"], activation="relu", name="hidden")(k.layers.Flatten()(inputs))
+        return k.Model(inputs, k.layers.Dense(digits.num_classes, activation="softmax", name="out")(hidden))
+
+    teacher = build(ModelConfig(name="small_cnn", params={"units": 32}))
+    params = {
+        "student": {"name": "small_cnn", "params": {"units": 8}},
+        "feature": {"teacher": "hidden", "student": "hidden"},
+    }
+    step = TECHNIQUES.get("distill").for_backend("keras3")(
+        DistillConfig.model_validate(params),
+        Context(steps_per_epoch=1, finetune_epochs=1, backend=backend_named("keras3"), build_model=build),
+    )
+    distiller = step.apply(teacher)
+    step.compile(distiller, "adam", 1e-2)
+    (projection,) = distiller.projections
+    before = projection.get_weights()[0].copy()
+    history = distiller.fit(digits.x_train, digits.y_train, epochs=1, batch_size=64, verbose=0)
+    assert np.isfinite(history.history["loss"][-1]) and not np.array_equal(before, projection.get_weights()[0])
+    student = step.strip(distiller)
+    assert student.count_params() == build(ModelConfig(name="small_cnn", params={"units": 8})).count_params()

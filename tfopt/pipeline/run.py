@@ -101,7 +101,9 @@ def _run(cfg: PipelineConfig, out: Outputs, log: Log, ckpt: RunCheckpoints, chie
     keras().utils.set_random_seed(cfg.seed)
     with stage("data"):
         splits = load_data(cfg, out.models_dir, log, given)
-        check_step_models(cfg.variants, splits)  # a student file that does not fit: refused before training
+        # a student file that does not fit, a feature-loss layer name that does not exist: refused before training
+        if check_step_models(cfg.variants, splits, given.model if given.model is not None else cfg.model):
+            keras().utils.set_random_seed(cfg.seed)  # models built to read layer names: the baseline starts as without
     tb_root = out.report_dir / "tensorboard"
     reports: list[TransformReport] = []
     with precision_policy(cfg.train.precision):  # export runs in float32, after this block

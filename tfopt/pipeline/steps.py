@@ -259,19 +259,49 @@ def _control_step(spec: TransformSpec) -> TransformSpec:
     return TransformSpec(name=spec.name, params=tech.control(dict(spec.params)))
 
 
-def check_step_models(variants: dict[str, VariantConfig], splits: Any) -> None:
+def check_step_models(variants: dict[str, VariantConfig], splits: Any, model: Any = None) -> bool:
     """Load every model file a step names (distill's student or teacher) and check it fits the data.
 
     Called before any training, so a student of the wrong input shape or class count is refused
     in one line, not after the baseline has trained. Registered models are built for the data.
+    ``model``: the run's model (its ``ModelConfig``, or the model handed in), the teacher of a first
+    distill step: the layer names of distill's ``feature`` loss are checked against it and the student.
+    Returns whether registered models were built for that (random draws: the caller seeds again).
 
     Raises:
         ModelError: a file is missing, unsafe, or does not fit the data (names variant and step).
+        TransformError: a ``feature`` layer name or shape that does not fit (names variant, step and key).
     """
-    for vname, spec in _steps(variants):
-        for key, value in TECHNIQUES.get(spec.name).Config.model_validate(spec.params):
-            if isinstance(value, ModelConfig) and value.path is not None:
-                try:
-                    models.build(value, tuple(splits.input_shape), splits.num_classes)
-                except ModelError as e:
-                    raise ModelError(f"variant {vname!r}: {spec.name}.{key}: {e}") from None
+    shape, classes = tuple(splits.input_shape), splits.num_classes
+    drew = False
+    for vname, variant in variants.items():
+        for i, spec in enumerate(variant.transforms):
+            params = TECHNIQUES.get(spec.name).Config.model_validate(spec.params)
+            built = {}
+            for key, value in params:
+                if isinstance(value, ModelConfig) and (value.path is not None or getattr(params, "features", None)):
+                    try:
+                        built[key] = models.build(value, shape, classes)
+                    except ModelError as e:
+                        raise ModelError(f"variant {vname!r}: {spec.name}.{key}: {e}") from None
+            if getattr(params, "features", None) and not getattr(params, "scratch", False):
+                teacher = built.get("teacher") or (_built(model, shape, classes) if i == 0 else None)
+                if teacher is not None:  # after other steps the teacher exists only then: checked by the step
+                    _check_features(teacher, built["student"], params.features, f"variants.{vname}[{i}]")
+                drew = True
+    return drew
+
+
+def _built(model: Any, shape: tuple, classes: int) -> Any:
+    if isinstance(model, ModelConfig):
+        return models.build(model, shape, classes) if model.name or model.path else None
+    return model
+
+
+def _check_features(teacher: Any, student: Any, features: Any, where: str) -> None:
+    from tfopt.transforms.distill import check_hints
+
+    try:
+        check_hints(teacher, student, features)
+    except TransformError as e:
+        raise TransformError(f"{where}.{e}") from None

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -72,6 +72,14 @@ from tfopt.schema import ModelConfig, Strict
 from tfopt.transforms import Transform, technique
 
 
+class FeatureLoss(Strict):
+    """One hint pair: ``weight`` x MSE(teacher layer's output, projection of the student layer's output)."""
+
+    teacher: str = Field(description="the teacher layer whose output the student's is pulled towards")
+    student: str = Field(description="the student layer whose output (projected to the teacher's width) is compared")
+    weight: float = Field(1.0, ge=0, description="weight of this feature term in the per-example loss")
+
+
 class DistillConfig(Strict):
     """``distill``'s parameters: the student, the loss' temperature and weight, optionally the teacher."""
 
@@ -82,7 +90,17 @@ class DistillConfig(Strict):
     cache_teacher: bool = Field(
         True, description="compute the teacher's outputs once and reuse them every epoch (data not augmented)"
     )
+    feature: Optional[Union[FeatureLoss, list[FeatureLoss]]] = Field(
+        None, description="optional hint loss(es) {teacher: layer, student: layer, weight} (FitNets)"
+    )
     scratch: bool = Field(False, description="internal: the control, the student trained on hard labels only")
+
+    @property
+    def features(self) -> list[FeatureLoss]:
+        """``feature`` as a list (one pair, several, or none)."""
+        if self.feature is None:
+            return []
+        return list(self.feature) if isinstance(self.feature, list) else [self.feature]
 
     @field_validator("teacher")
     @classmethod
@@ -114,6 +132,96 @@ def distillation_loss(
         p_teacher * (t.nn.log_softmax(teacher / temperature) - t.nn.log_softmax(s / temperature)), axis=-1
     )
     return alpha * hard + (1.0 - alpha) * (temperature**2 if scale else 1.0) * kl
+
+
+def feature_loss(teacher_features: Any, student_projected: Any, weight: float) -> Any:
+    """Per-example ``weight * mean((t - p)^2)`` over every axis but the batch (FitNets, Romero et al. 2015)."""
+    t = tf()
+    diff = t.stop_gradient(t.cast(teacher_features, t.float32)) - t.cast(student_projected, t.float32)
+    return weight * t.reduce_mean(t.reshape(t.square(diff), [t.shape(diff)[0], -1]), axis=-1)
+
+
+@dataclasses.dataclass
+class Hint:
+    """A checked hint pair: the layers' names, the weight and the output shapes (batch axis dropped)."""
+
+    teacher: str
+    student: str
+    weight: float
+    teacher_shape: tuple
+    student_shape: tuple
+
+    def projection(self, k: Any, name: str) -> Any:
+        """The learned projection of the student's output to the teacher's width, built; None when the widths match.
+
+        A 1x1 Conv2D for 4-D maps, else a Dense on the last axis; no activation (a linear regressor, as FitNets'
+        regressor for equal spatial sizes). It trains with the student and is dropped by ``strip``.
+        """
+        width, own = self.teacher_shape[-1], self.student_shape[-1]
+        if width == own:
+            return None
+        layer = (
+            k.layers.Conv2D(width, 1, name=name) if len(self.student_shape) == 3 else k.layers.Dense(width, name=name)
+        )
+        layer.build((None, *self.student_shape))
+        return layer
+
+
+def check_hints(teacher: Any, student: Any, features: list[FeatureLoss]) -> list[Hint]:
+    """The hint pairs, each layer found and the shapes compatible; called before the student trains.
+
+    Raises:
+        TransformError: ``distill.feature[.i].teacher|student`` names no layer (a few valid names given),
+            or the two outputs differ in rank or spatial size.
+    """
+    hints = []
+    for i, f in enumerate(features):
+        where = "distill.feature" + (f"[{i}]" if len(features) > 1 else "")
+        shapes = []
+        for role, model, name in (("teacher", teacher, f.teacher), ("student", student, f.student)):
+            names = [layer.name for layer in model.layers]
+            if name not in names:
+                few = ", ".join(repr(n) for n in names[1:7])
+                raise TransformError(
+                    f"{where}.{role}: the {role} model {model.name!r} has no layer {name!r}. Fix: name one of its "
+                    f"layers, e.g. {few}. Received: {role}={name!r}"
+                )
+            shapes.append(tuple(model.get_layer(name).output.shape[1:]))
+        t_shape, s_shape = shapes
+        if len(t_shape) != len(s_shape) or t_shape[:-1] != s_shape[:-1]:
+            raise TransformError(
+                f"{where}: teacher layer {f.teacher!r} outputs {t_shape} and student layer {f.student!r} {s_shape}; "
+                "the projection maps the last axis only, so the other sizes must match. Fix: pair layers of the "
+                f"same spatial size (e.g. after the same number of poolings). Received: teacher_shape={t_shape}, "
+                f"student_shape={s_shape}"
+            )
+        hints.append(Hint(f.teacher, f.student, f.weight, t_shape, s_shape))
+    return hints
+
+
+class Hinted:
+    """The models and projections of the hint pairs: (logits, features) of the teacher and of the student.
+
+    Built on the logits twins, whose layers keep the user's names; the student's feature model shares the
+    student's layers, so training it trains the student.
+    """
+
+    def __init__(self, k: Any, student: Any, teacher: Any, hints: list[Hint]):
+        self.hints = hints
+        self.teacher = k.Model(teacher.inputs, [teacher.output] + [teacher.get_layer(h.teacher).output for h in hints])
+        self.student = k.Model(student.inputs, [student.output] + [student.get_layer(h.student).output for h in hints])
+        self.projections = [h.projection(k, f"hint_projection_{i}") for i, h in enumerate(hints)]
+
+    def variables(self) -> list:
+        return [v for p in self.projections if p is not None for v in p.trainable_variables]
+
+    def losses(self, x: Any, training: bool) -> tuple[Any, Any, Any]:
+        """(student logits, teacher logits, per-example sum of the weighted feature terms)."""
+        teacher_out, student_out = self.teacher(x, training=False), self.student(x, training=training)
+        total = 0.0
+        for hint, projection, t_feat, s_feat in zip(self.hints, self.projections, teacher_out[1:], student_out[1:]):
+            total += feature_loss(t_feat, s_feat if projection is None else projection(s_feat), hint.weight)
+        return student_out[0], teacher_out[0], total
 
 
 def logits_twin(model: Any, k: Any = None) -> tuple[Any, bool]:
@@ -173,8 +281,9 @@ def labels_and_teacher(x: Any, y: Any, teacher: Any) -> tuple[Any, Any]:
     return y, teacher(x, training=False)
 
 
-def _make_distiller(student: Any, teacher: Any, temperature: float, alpha: float) -> Any:
-    """A tf_keras Model that trains ``student`` (logits) against the frozen ``teacher`` (logits)."""
+def _make_distiller(student: Any, teacher: Any, temperature: float, alpha: float, hints: list[Hint] = ()) -> Any:
+    """A tf_keras Model that trains ``student`` (logits) against the frozen ``teacher`` (logits), plus the
+    feature terms of ``hints`` (their projections train with the student; the teacher then runs per batch)."""
     k, t = keras(), tf()
 
     class Distiller(k.Model):
@@ -182,6 +291,8 @@ def _make_distiller(student: Any, teacher: Any, temperature: float, alpha: float
             super().__init__(name="distiller")
             self.student, self.teacher = student, teacher
             self.teacher.trainable = False
+            self.hinted = Hinted(k, student, teacher, list(hints)) if hints else None
+            self.projections = self.hinted.projections if hints else []  # tracked: checkpointed with the student
             self.loss_tracker = k.metrics.Mean(name="loss")
             self.accuracy = k.metrics.SparseCategoricalAccuracy(name="accuracy")
 
@@ -193,6 +304,9 @@ def _make_distiller(student: Any, teacher: Any, temperature: float, alpha: float
             return self.student(x, training=training)
 
         def _loss(self, x, y, training):
+            if self.hinted is not None:  # the feature loss needs the teacher's layer outputs: run per batch
+                logits, teacher_logits, hint = self.hinted.losses(x, training)
+                return y, logits, distillation_loss(y, logits, teacher_logits, temperature, alpha) + hint
             y, teacher_logits = labels_and_teacher(x, y, self.teacher)
             logits = self.student(x, training=training)
             return y, logits, distillation_loss(y, logits, teacher_logits, temperature, alpha)
@@ -202,7 +316,7 @@ def _make_distiller(student: Any, teacher: Any, temperature: float, alpha: float
             with t.GradientTape() as tape:
                 y, logits, per_example = self._loss(x, y, True)
                 loss = t.nn.compute_average_loss(per_example)  # over the global batch (all replicas)
-            variables = self.student.trainable_variables
+            variables = self.student.trainable_variables + (self.hinted.variables() if self.hinted else [])
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
             return self._track(y, logits, per_example)
 
@@ -234,6 +348,7 @@ class Distill(Transform):
         student = self._build(c.student, "student")
         self._require_kind(student, "student")
         _check_compatible(teacher, student)
+        self._hints = check_hints(teacher, student, c.features) if not c.scratch else []
         self._student = student
         self.decisions = self._decisions(teacher, student)
         if c.scratch:
@@ -248,11 +363,20 @@ class Distill(Transform):
         return distiller
 
     def _distiller(self, student_logits: Any, teacher_logits: Any) -> Any:
-        return _make_distiller(student_logits, teacher_logits, self.config.temperature, self.config.alpha)
+        return _make_distiller(student_logits, teacher_logits, self.config.temperature, self.config.alpha, self._hints)
 
     def train_splits(self, splits: Any) -> Any:
         """``splits`` with the teacher's logits, computed once, beside the labels (``cache_teacher``)."""
         c = self.config
+        if self._hints and not c.scratch:
+            pairs = ", ".join(
+                f"teacher {h.teacher!r} {h.teacher_shape} <- student {h.student!r} {h.student_shape} "
+                f"({'identity' if h.teacher_shape[-1] == h.student_shape[-1] else 'learned projection'}, "
+                f"weight {h.weight:g})"
+                for h in self._hints
+            )
+            self.backend += f"; feature loss: {pairs}; teacher run on every batch (its layer outputs are not cached)"
+            return splits
         if c.scratch or not c.cache_teacher:
             if not c.scratch:
                 self.backend += "; teacher run on every batch (cache_teacher: false)"

@@ -21,6 +21,13 @@ the cached logits from ``y = (labels, logits)`` and applies the same ``LogitsDis
 ``compute_loss`` (KL x T^2) beside ``alpha`` x the hard-label cross-entropy, Distiller's sum;
 ``cache_teacher: false`` uses ``Distiller`` as it is.
 
+Feature (hint) loss (``feature: {teacher: layer, student: layer, weight}``): also in ``CachedDistiller``,
+not ``keras.distillation.FeatureDistillation``. FeatureDistillation compares the two layers' outputs as
+they are (its MSE needs equal shapes) and has no learned projection for differing widths; a projection
+outside the student would not be among ``Distiller``'s trained weights, and inside it would change the
+exported student. tfopt's ``Hinted`` (distill.py) adds the projection to the distiller, trained with the
+student and dropped by ``strip``; the teacher then runs on every batch (its layer outputs are not cached).
+
 Example::
 
     variants:
@@ -31,12 +38,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfopt.transforms.distill import DISTILL, Distill, labels_and_teacher
+from tfopt.transforms.distill import DISTILL, Distill, Hint, Hinted, labels_and_teacher
 
 
-def cached_distiller(k: Any, student: Any, teacher: Any, temperature: float, alpha: float) -> Any:
+def cached_distiller(
+    k: Any, student: Any, teacher: Any, temperature: float, alpha: float, hints: list[Hint] = ()
+) -> Any:
     """A Keras 3 model training ``student`` on ``alpha * CE + (1 - alpha) * LogitsDistillation``, the teacher's
-    logits read from ``y = (labels, logits)`` when cached (else the teacher is run, as ``Distiller`` does)."""
+    logits read from ``y = (labels, logits)`` when cached (else the teacher is run, as ``Distiller`` does),
+    plus the batch mean of the ``hints``' feature terms (``Hinted``; the teacher then runs per batch)."""
 
     class CachedDistiller(k.Model):
         def __init__(self):
@@ -45,15 +55,22 @@ def cached_distiller(k: Any, student: Any, teacher: Any, temperature: float, alp
             self.teacher.trainable = False
             self.kd = k.distillation.LogitsDistillation(temperature=temperature, loss=k.losses.KLDivergence())
             self.hard = k.losses.SparseCategoricalCrossentropy(from_logits=True)
+            self.hinted = Hinted(k, student, teacher, list(hints)) if hints else None
+            self.projections = self.hinted.projections if hints else []  # tracked: trained with the student
 
         def call(self, x, training=False):
             return self.student(x, training=training)
 
         def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            y, teacher_logits = labels_and_teacher(x, y, self.teacher)
-            if y_pred is None:
-                y_pred = self(x, training=training)
-            return alpha * self.hard(y, y_pred) + (1.0 - alpha) * self.kd.compute_loss(teacher_logits, y_pred)
+            if self.hinted is not None:
+                y_pred, teacher_logits, hint = self.hinted.losses(x, training)
+                hint = k.ops.mean(hint)
+            else:
+                y, teacher_logits = labels_and_teacher(x, y, self.teacher)
+                y_pred = self(x, training=training) if y_pred is None else y_pred
+                hint = 0.0
+            soft = self.kd.compute_loss(teacher_logits, y_pred)
+            return alpha * self.hard(y, y_pred) + (1.0 - alpha) * soft + hint
 
         def compute_metrics(self, x, y, y_pred, sample_weight=None):
             return super().compute_metrics(x, labels_and_teacher(x, y, self.teacher)[0], y_pred, sample_weight)
@@ -71,9 +88,9 @@ class DistillKeras3(Distill):
     def _distiller(self, student_logits: Any, teacher_logits: Any) -> Any:
         k = self.context.backend.keras()
         c = self.config
-        if c.cache_teacher:
+        if c.cache_teacher or self._hints:
             self.backend = f"{self.kind}: tfopt CachedDistiller + keras.distillation.LogitsDistillation (on logits)"
-            return cached_distiller(k, student_logits, teacher_logits, c.temperature, c.alpha)
+            return cached_distiller(k, student_logits, teacher_logits, c.temperature, c.alpha, self._hints)
         return k.distillation.Distiller(
             teacher=teacher_logits,
             student=student_logits,
