@@ -45,6 +45,20 @@ which was used and what it saved. Under MirroredStrategy each replica gets the r
 examples, labels and logits sliced together. ``cache_teacher: false`` runs the teacher on every
 batch (for data that would be augmented; the same loss on fixed data, tests/transforms/test_distill.py).
 
+Feature (hint) loss, optional (FitNets, Romero et al. 2015)::
+
+    distill: {student: {name: small_cnn, params: {filters: 8}}, feature: {teacher: conv2, student: conv2, weight: 1}}
+
+adds ``weight * mean((t - P(s))^2)`` per example (``feature`` may be a list of pairs): ``t`` the named
+teacher layer's output, ``s`` the student's, ``P`` a learned projection to the teacher's width (1x1
+Conv2D for 4-D maps, Dense otherwise, identity when the widths match; ``Hint.projection``). ``P``
+trains with the student inside the distiller and is dropped with it, so the exported student is the
+plain student. Spatial sizes must match. With a feature loss the teacher runs on every batch: caching
+its feature maps would cost memory of the order of the dataset times a conv map (Fashion-MNIST's
+conv1: 15,000 x 28 x 28 x 32 floats, 1.5 GB), and the backend line says so. Unknown layer names and
+mismatched shapes are refused by ``check_hints`` before the student trains, and by
+``pipeline.check_step_models`` before the baseline trains when the teacher is the run's model.
+
 Keras 3 models (``distill_keras3.py``) train with ``keras.distillation.Distiller`` and
 ``LogitsDistillation``, which compute the same loss (``student_loss_weight`` is alpha; KL times
 T^2) once given ``loss=keras.losses.KLDivergence()`` (its default string skips the softmax and
