@@ -382,6 +382,34 @@ def test_vgg16_half_channels_on_fashion_mnist(tmp_path) -> None:
     assert 0.25 < ratio < 0.26, ratio
 
 
+def test_keras3_model_pruned_through_its_tf_keras_twin(digits) -> None:
+    """A Keras 3 model goes through its tf_keras twin: zeroed channels removed, the same outputs on real digits
+    as the Keras 3 model, and from this step on the variant is tf_keras (its fine-tune and exports use it)."""
+    from tfopt._keras import keras3
+    from tfopt.backends import backend_for
+
+    k = keras3()
+    k.utils.set_random_seed(0)
+    inputs = k.Input(digits.input_shape)
+    x = k.layers.Conv2D(8, 3, name="c1")(inputs)
+    x = k.layers.ReLU(name="r1")(k.layers.BatchNormalization(name="bn1")(x))
+    x = k.layers.Dense(8, activation="relu", name="d1")(k.layers.Flatten(name="flat")(x))
+    model = k.Model(inputs, k.layers.Dense(10, activation="softmax", name="out")(x))
+    for name in ("c1", "bn1"):
+        _zero(model.get_layer(name), [1, 2, 5, 6])
+    _zero(model.get_layer("d1"), [0, 3, 4, 7])
+    tech = TECHNIQUES.get(STEP)
+    sample = digits.x_train[:64]
+    context = Context(steps_per_epoch=1, finetune_epochs=1, data=DataSpec(sample.shape[1:], 10, sample))
+    step = tech.for_backend("keras3")(tech.Config.model_validate({"fraction": 0.5}), context)
+    pruned = step.apply(model)
+    assert backend_for(pruned).kind == "tf_keras" and step.context.backend.kind == "tf_keras"
+    assert step.backend.startswith("keras3 -> tf_keras twin")
+    assert [pruned.get_layer(n).get_weights()[0].shape[-1] for n in ("c1", "d1", "out")] == [4, 4, 10]
+    x = digits.x_test
+    np.testing.assert_allclose(pruned.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
 @pytest.mark.slow  # a few minutes on 2 busy cores: VGG16 trained and fine-tuned one epoch on 288 images, 4 files
 def test_structured_vgg16_pipeline_on_a_fashion_mnist_slice(tmp_path) -> None:
     """pipelines/structured_vgg16_fashion_mnist.yaml as written, on 320 real training and 200 test images with one
