@@ -342,6 +342,8 @@ def test_mobilenet_v2_tiny_pruned_on_digits_matches_its_file(digits, tmp_path) -
     keras().utils.set_random_seed(0)
     entry = MODELS.entry("mobilenet_v2")
     model = entry.obj(digits.input_shape, digits.num_classes, **entry.tiny)
+    names = [layer.name for layer in model.layers]
+    assert names[names.index("pool") - 1] == "block_5_add" and "block_6_expand" not in names  # blocks: 6
     _trained_statistics(model)
     ratio, decisions = _check_pruned_file(model, digits.x_test, 0.5, 1, tmp_path)
     _check_inverted_residuals(decisions)
@@ -365,7 +367,7 @@ def test_mobilenet_v2_alpha_035_at_96_pruned_consistently(tmp_path) -> None:
     assert ratio < 0.45
 
 
-@pytest.mark.slow  # ~16 s on 2 busy cores (two VGG16 conversions): above the default run's share
+@pytest.mark.slow  # 16-40 s on 2 busy cores (two VGG16 conversions): above the default run's share
 def test_vgg16_half_channels_on_fashion_mnist(tmp_path) -> None:
     """Smoke test of the VGG16 target: the registered vgg16 (32x32, Fashion-MNIST padded inside the model) with
     half of its channels removed; its file does the MACs of exactly half the widths (a quarter of the 3x3
@@ -410,7 +412,7 @@ def test_keras3_model_pruned_through_its_tf_keras_twin(digits) -> None:
     np.testing.assert_allclose(pruned.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
 
 
-@pytest.mark.slow  # a few minutes on 2 busy cores: VGG16 trained and fine-tuned one epoch on 288 images, 4 files
+@pytest.mark.slow  # ~6 min on 2 busy cores: VGG16 trained and fine-tuned one epoch on 288 images, 4 files
 def test_structured_vgg16_pipeline_on_a_fashion_mnist_slice(tmp_path) -> None:
     """pipelines/structured_vgg16_fashion_mnist.yaml as written, on 320 real training and 200 test images with one
     epoch per stage: the thin variant trains, exports to float32 and int8 and its files do the MACs of half the
