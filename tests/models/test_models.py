@@ -234,6 +234,7 @@ def test_tiny_small_cnn_is_tiny():
         ("small_cnn", {"dropout": 1.5}, "model.params.dropout: Input should be less than 1"),
         ("vgg16", {"image_size": 16}, "image_size is 16x16"),
         ("bert", {"dropout": -0.1}, "model.params.dropout: Input should be greater than or equal to 0"),
+        ("mobilenet_v2", {"blocks": 18}, "model.params.blocks: Input should be less than or equal to 17"),
     ],
 )
 def test_bad_param_fails_before_keras(name, params, needle):

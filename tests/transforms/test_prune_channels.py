@@ -11,6 +11,7 @@ from tfopt.evaluate.macs import tflite_macs, tflite_op_macs
 from tfopt.export import convert
 from tfopt.schema import ExportSpec
 from tfopt.transforms import TECHNIQUES, Context, DataSpec
+from tfopt.transforms.channel_graph import keep_count
 
 STEP = "prune_channels"
 
@@ -237,31 +238,6 @@ def test_pipeline_refuses_an_unfollowable_layer_before_training() -> None:
     assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))  # the check changes nothing
 
 
-@pytest.mark.slow  # ~50 s of CPU: two MobileNetV2 conversions
-def test_mobilenet_v2_inverted_residuals_pruned_consistently(tmp_path) -> None:
-    """Keras' MobileNetV2 (alpha 0.35, 32x32): expand/depthwise pairs and the Add-joined projections of each
-    stage lose the same channels; the file runs, matches its Keras model and does fewer MACs."""
-    k = keras()
-    k.utils.set_random_seed(0)
-    model = k.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10)
-    step = _transform(fraction=0.5, round_to=8)
-    pruned = step.apply(model)
-    decisions = {d.layer: d for d in step.describe()}
-    assert "coupled with block_4_project, block_5_project" in decisions["block_3_project"].reason
-    for block in range(1, 17):  # each depthwise conv keeps the channels of the expansion before it
-        dw = pruned.get_layer(f"block_{block}_depthwise").get_weights()[0].shape[2]
-        assert dw == pruned.get_layer(f"block_{block}_expand").get_weights()[0].shape[3], block
-    x = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
-    paths = {}
-    for name, m in (("base", model), ("thin", pruned)):
-        paths[name] = tmp_path / f"{name}.tflite"
-        paths[name].write_bytes(convert(m, ExportSpec(format="float32"), x))
-    from tfopt.evaluate.litert import TfliteRunner
-
-    np.testing.assert_allclose(TfliteRunner(paths["thin"]).predict(x), pruned.predict(x, verbose=0), atol=1e-5)
-    assert tflite_macs(paths["thin"]) < 0.45 * tflite_macs(paths["base"])
-
-
 def test_separable_and_transposed_convs_slice_both_sides() -> None:
     """SeparableConv2D (depthwise on the input side, pointwise to its filters) and Conv2DTranspose
     (kernel laid out (h, w, out, in)): zeroed filters removed, the same outputs."""
@@ -285,3 +261,186 @@ def test_separable_and_transposed_convs_slice_both_sides() -> None:
     assert pruned.get_layer("sep").get_weights()[1].shape == (1, 1, 8, 4)
     assert pruned.get_layer("up").get_weights()[0].shape == (3, 3, 4, 4)
     np.testing.assert_allclose(pruned.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def _trained_statistics(model) -> None:
+    """Give every BatchNormalization a trained model's kind of statistics, so none is the identity."""
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            n = layer.gamma.shape[0]
+            layer.set_weights(
+                [rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n), rng.normal(0, 0.2, n), rng.uniform(0.5, 2, n)]
+            )
+
+
+def _expected_ops(model, keep) -> list[tuple[str, tuple[int, ...], int]]:
+    """(TFLite op, weight shape, MACs) of each Conv2D, DepthwiseConv2D and Dense of ``model`` when every
+    tensor of width ``w`` keeps ``keep(w)`` channels: derived from the unpruned model's geometry alone."""
+    out = []
+    for layer in model.layers:
+        cls, shape = type(layer).__name__, layer.output_shape
+        if cls not in ("Conv2D", "DepthwiseConv2D", "Dense"):
+            continue
+        cin, cout = keep(int(layer.input_shape[-1])), keep(int(shape[-1]))
+        positions = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
+        if cls == "Dense":
+            out.append(("FULLY_CONNECTED", (cout, cin), cout * cin))
+            continue
+        kh, kw = layer.kernel_size
+        if cls == "DepthwiseConv2D":
+            out.append(("DEPTHWISE_CONV_2D", (1, kh, kw, cout), positions * cout * kh * kw))
+        else:
+            out.append(("CONV_2D", (cout, kh, kw, cin), positions * cout * kh * kw * cin))
+    return sorted(out)
+
+
+def _check_pruned_file(model, images, fraction: float, round_to: int, tmp_path) -> tuple[float, dict]:
+    """Prune ``model``, export it and its baseline to float32 and check, on real ``images``: the pruned file
+    matches the pruned Keras model within float32's tolerance, holds exactly the configured widths and does
+    the MACs those widths imply, computed from the unpruned model's layer shapes (every tensor of ``w``
+    channels keeps ``keep_count(w)``; the image's 3 channels and the classes stay).
+    Returns the ratio of the files' MACs and the step's decisions by layer."""
+    from tfopt.evaluate.litert import TfliteRunner
+
+    step = _transform(fraction=fraction, round_to=round_to)
+    pruned = step.apply(model)
+    classes = int(model.output_shape[-1])
+
+    def keep(w: int) -> int:
+        return w if w in (3, classes) else keep_count(w, fraction, round_to)
+
+    expected = _expected_ops(model, keep)
+    paths = {}
+    for name, m in (("base", model), ("thin", pruned)):
+        paths[name] = tmp_path / f"{name}.tflite"
+        paths[name].write_bytes(convert(m, ExportSpec(format="float32"), images[:16]))
+    ops = sorted((o.op, o.weight_shape, o.macs) for o in tflite_op_macs(paths["thin"]))
+    assert ops == expected  # widths in the file = the configured ones, op by op, and their MACs
+    base_macs = sum(m for *_, m in _expected_ops(model, lambda w: w))
+    assert tflite_macs(paths["base"]) == base_macs
+    ratio = tflite_macs(paths["thin"]) / tflite_macs(paths["base"])
+    assert ratio == sum(m for *_, m in expected) / base_macs
+    diff = np.abs(TfliteRunner(paths["thin"]).predict(images) - pruned.predict(images, verbose=0)).max()
+    assert diff <= ExportSpec(format="float32").max_abs_diff, diff
+    return ratio, {d.layer: d for d in step.describe()}
+
+
+def _check_inverted_residuals(decisions: dict) -> None:
+    """The projections joined by residual Adds were pruned as one set."""
+    assert "coupled with block_4_project, block_5_project" in decisions["block_3_project"].reason
+    assert "coupled with block_2_project" in decisions["block_1_project"].reason
+
+
+def test_mobilenet_v2_tiny_pruned_on_digits_matches_its_file(digits, tmp_path) -> None:
+    """The registered mobilenet_v2's tiny variant (alpha 0.35, 32x32, blocks expanded_conv .. block_5: two
+    residual Adds join three projections) with half of every channel set removed, checked on the 360 real
+    digits test images (``_check_pruned_file``). Untrained but for its BatchNormalization statistics:
+    training would double the test's time, and the surgery is exact either way."""
+    from tfopt.models import MODELS
+
+    keras().utils.set_random_seed(0)
+    entry = MODELS.entry("mobilenet_v2")
+    model = entry.obj(digits.input_shape, digits.num_classes, **entry.tiny)
+    names = [layer.name for layer in model.layers]
+    assert names[names.index("pool") - 1] == "block_5_add" and "block_6_expand" not in names  # blocks: 6
+    _trained_statistics(model)
+    ratio, decisions = _check_pruned_file(model, digits.x_test, 0.5, 1, tmp_path)
+    _check_inverted_residuals(decisions)
+    assert 0.25 < ratio < 0.5  # 1x1 convs do a quarter of their MACs, the depthwise and first convs a half
+
+
+@pytest.mark.slow  # ~80 s on 2 busy cores: two conversions of the whole base at 96x96
+def test_mobilenet_v2_alpha_035_at_96_pruned_consistently(tmp_path) -> None:
+    """The whole registered mobilenet_v2 (alpha 0.35, Fashion-MNIST resized to 96x96 inside the model, all 17
+    blocks and Conv_1), half of every channel set removed with widths kept a multiple of 8."""
+    from tfopt.config import DataConfig
+    from tfopt.data import load
+    from tfopt.models.mobilenet_v2 import mobilenet_v2
+
+    data = load(DataConfig(name="fashion_mnist", subset=200), seed=0)
+    keras().utils.set_random_seed(0)
+    model = mobilenet_v2(data.input_shape, data.num_classes, alpha=0.35, image_size=96)
+    _trained_statistics(model)
+    ratio, decisions = _check_pruned_file(model, data.x_test[:64], 0.5, 8, tmp_path)
+    _check_inverted_residuals(decisions)
+    assert ratio < 0.45
+
+
+@pytest.mark.slow  # 16-40 s on 2 busy cores (two VGG16 conversions): above the default run's share
+def test_vgg16_half_channels_on_fashion_mnist(tmp_path) -> None:
+    """Smoke test of the VGG16 target: the registered vgg16 (32x32, Fashion-MNIST padded inside the model) with
+    half of its channels removed; its file does the MACs of exactly half the widths (a quarter of the 3x3
+    convs' work, half of the first conv's) and matches the pruned Keras model on 64 real test images."""
+    from tfopt.config import DataConfig
+    from tfopt.data import load
+    from tfopt.models.vgg16 import vgg16
+
+    data = load(DataConfig(name="fashion_mnist", subset=64), seed=0)
+    keras().utils.set_random_seed(0)
+    model = vgg16(data.input_shape, data.num_classes, image_size=32, fit="pad", dense=16)
+    ratio, decisions = _check_pruned_file(model, data.x_test[:64], 0.5, 1, tmp_path)
+    assert "64 -> 32 channels" in decisions["block1_conv1"].reason
+    assert 0.25 < ratio < 0.26, ratio
+
+
+def test_keras3_model_pruned_through_its_tf_keras_twin(digits) -> None:
+    """A Keras 3 model goes through its tf_keras twin: zeroed channels removed, the same outputs on real digits
+    as the Keras 3 model, and from this step on the variant is tf_keras (its fine-tune and exports use it)."""
+    from tfopt._keras import keras3
+    from tfopt.backends import backend_for
+
+    k = keras3()
+    k.utils.set_random_seed(0)
+    inputs = k.Input(digits.input_shape)
+    x = k.layers.Conv2D(8, 3, name="c1")(inputs)
+    x = k.layers.ReLU(name="r1")(k.layers.BatchNormalization(name="bn1")(x))
+    x = k.layers.Dense(8, activation="relu", name="d1")(k.layers.Flatten(name="flat")(x))
+    model = k.Model(inputs, k.layers.Dense(10, activation="softmax", name="out")(x))
+    for name in ("c1", "bn1"):
+        _zero(model.get_layer(name), [1, 2, 5, 6])
+    _zero(model.get_layer("d1"), [0, 3, 4, 7])
+    tech = TECHNIQUES.get(STEP)
+    sample = digits.x_train[:64]
+    context = Context(steps_per_epoch=1, finetune_epochs=1, data=DataSpec(sample.shape[1:], 10, sample))
+    step = tech.for_backend("keras3")(tech.Config.model_validate({"fraction": 0.5}), context)
+    pruned = step.apply(model)
+    assert backend_for(pruned).kind == "tf_keras" and step.context.backend.kind == "tf_keras"
+    assert step.backend.startswith("keras3 -> tf_keras twin")
+    assert [pruned.get_layer(n).get_weights()[0].shape[-1] for n in ("c1", "d1", "out")] == [4, 4, 10]
+    x = digits.x_test
+    np.testing.assert_allclose(pruned.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.slow  # ~6 min on 2 busy cores: VGG16 trained and fine-tuned one epoch on 288 images, 4 files
+def test_structured_vgg16_pipeline_on_a_fashion_mnist_slice(tmp_path) -> None:
+    """pipelines/structured_vgg16_fashion_mnist.yaml as written, on 320 real training and 200 test images with one
+    epoch per stage: the thin variant trains, exports to float32 and int8 and its files do the MACs of half the
+    widths (0.2514x the baseline's: a quarter for every layer but the first conv and the classifier, a half there)."""
+    from pathlib import Path
+
+    from tfopt import config, pipeline
+    from tfopt.data import load
+    from tfopt.schema import DataConfig
+
+    full = load(DataConfig(name="fashion_mnist", val_fraction=0), seed=0)
+    npz = tmp_path / "fmnist_slice.npz"
+    np.savez(
+        npz, x_train=full.x_train[:320], y_train=full.y_train[:320], x_test=full.x_test[:200], y_test=full.y_test[:200]
+    )
+    cfg = config.load(Path(__file__).resolve().parents[2] / "pipelines" / "structured_vgg16_fashion_mnist.yaml")
+    cfg = cfg.model_copy(
+        update={
+            "data": DataConfig(name="npz", path=str(npz), val_fraction=0.1),
+            "train": cfg.train.model_copy(update={"epochs": 1, "batch_size": 32}),
+            "finetune": cfg.finetune.model_copy(update={"epochs": 1}),
+            "evaluate": cfg.evaluate.model_copy(update={"latency_runs": 5}),
+        }
+    )
+    run = pipeline.run(cfg, root=tmp_path, log=print)
+    assert [t.variant for t in run.training] == ["baseline", "thin/prune_channels"]
+    assert run.validation_failures == []
+    for fmt in ("float32", "int8"):
+        base, thin = run.result("baseline", fmt), run.result("thin", fmt)
+        assert 0.2510 < thin.macs / base.macs < 0.2520, (fmt, thin.macs, base.macs)
+        assert thin.weights < 0.26 * base.weights, (fmt, thin.weights, base.weights)

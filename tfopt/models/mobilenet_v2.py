@@ -4,7 +4,7 @@ Example::
 
     model:
       name: mobilenet_v2
-      params: {alpha: 0.35, image_size: 32, weights: none, dropout: 0.2}
+      params: {alpha: 0.35, image_size: 32, weights: none, dropout: 0.2}   # tiny: {..., blocks: 6}
 
 The architecture people deploy on phones: inverted residual blocks (1x1 expansion, 3x3 depthwise,
 1x1 projection, residual Add), which is what ``prune_channels`` must follow consistently. The
@@ -15,6 +15,12 @@ grey repeated to three channels, scaled to [-1, 1] as MobileNetV2 expects.
 ``weights``: ``none`` (trained from scratch), ``imagenet`` (Keras' no-top file for this ``alpha``
 and size, read from the Keras cache ``~/.keras/models`` or ``$KERAS_HOME/models``; nothing is
 downloaded) or a path to a Keras weights file of the base (``base.save_weights("w.h5")``).
+
+``blocks`` keeps the first of the 17 inverted residual blocks (Keras names them ``expanded_conv``,
+``block_1`` ... ``block_16``) and, below 17, drops the final 1x1 conv (``Conv_1``): the pooling reads
+the last kept block. The same layers and names, cut short: ``blocks: 6`` (through ``block_5``, with
+its three projections joined by two residual Adds, about 50 layers) converts in seconds where the
+whole base takes half a minute on 2 cores, so the default tests run the architecture's real paths.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from tfopt.schema import Strict
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 IMAGENET_SIZES = (96, 128, 160, 192, 224)
+BLOCKS = 17  # expanded_conv, block_1 ... block_16
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 
 
@@ -42,6 +49,16 @@ class Options(Strict):
     image_size: Optional[int] = Field(None, ge=32, description="side the network sees (>= 32); default: the images'")
     weights: Optional[str] = Field("none", description="none, imagenet (from the Keras cache) or a weights file path")
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the softmax (0: none)")
+    blocks: int = Field(BLOCKS, ge=1, le=BLOCKS, description="inverted residual blocks kept (17: all, with Conv_1)")
+
+
+def block_output(base: Any, blocks: int) -> Any:
+    """The output tensor of the ``blocks``-th inverted residual block of Keras' base (its Add when it has one)."""
+    if blocks == BLOCKS:
+        return base.output
+    prefix = "expanded_conv" if blocks == 1 else f"block_{blocks - 1}"
+    names = {layer.name for layer in base.layers}
+    return base.get_layer(f"{prefix}_add" if f"{prefix}_add" in names else f"{prefix}_project_BN").output
 
 
 def imagenet_file(alpha: float, size: int) -> str:
@@ -74,7 +91,7 @@ def _weights_path(weights: Optional[str], alpha: float, size: int) -> Optional[P
     return path
 
 
-@MODELS.register("mobilenet_v2", options=Options, tiny={"alpha": 0.35, "image_size": 32, "dropout": 0.0})
+@MODELS.register("mobilenet_v2", options=Options, tiny={"alpha": 0.35, "image_size": 32, "dropout": 0.0, "blocks": 6})
 def mobilenet_v2(
     input_shape: tuple[int, ...],
     num_classes: int,
@@ -83,6 +100,7 @@ def mobilenet_v2(
     image_size: Union[int, None] = None,
     weights: Optional[str] = "none",
     dropout: float = 0.2,
+    blocks: int = BLOCKS,
 ) -> Any:
     """MobileNetV2's base with the preprocessing inside and a new softmax head (global average pooling).
 
@@ -120,7 +138,7 @@ def mobilenet_v2(
                 f"mobilenet_v2: {path} does not hold this base's weights (alpha {alpha}, {side}x{side}): "
                 f"{str(e).splitlines()[0][:200]}. Fix: give a file saved from the same base, or weights: none."
             ) from None
-    x = L.GlobalAveragePooling2D(name="pool")(base.output)
+    x = L.GlobalAveragePooling2D(name="pool")(block_output(base, blocks))
     if dropout:
         x = L.Dropout(dropout, name="dropout")(x)
     outputs = L.Dense(num_classes, activation="softmax", name="classifier")(x)

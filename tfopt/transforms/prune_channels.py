@@ -33,16 +33,23 @@ layer (name or glob; a set of coupled layers takes the largest fraction among it
 XNNPACK's kernels prefer. The output layer is never pruned. The new model is rebuilt from the
 model's config with the widths changed and the sliced weights set, then fine-tuned like any step;
 any step can follow it (prune, cluster, qat).
+
+A Keras 3 functional or Sequential model of built-in layers is pruned through its exact tf_keras
+twin (``tfopt.backends.translate``, outputs checked equal on the training sample): the variant is
+a tf_keras model from this step on, and later steps, fine-tunes and exports use tf_keras.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal, Optional
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from tfopt._keras import keras, tf
+from tfopt.backends import backend_named
+from tfopt.backends.translate import TOLERANCE, to_tf_keras
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
 from tfopt.transforms import Transform, layer_selected, technique
@@ -194,6 +201,34 @@ class PruneChannels(Transform):
 
     def describe(self) -> list[LayerDecision]:
         return list(self.decisions)
+
+
+@PRUNE_CHANNELS.implementation("keras3")
+class PruneChannelsKeras3(PruneChannels):
+    """prune_channels of a Keras 3 model, by the same surgery on its tf_keras twin.
+
+    Why a twin: the graph and the rebuild read tf_keras' layer configs and ``clone_model``; the twin
+    has the same graph, configs and weights, so the surgery is the tested one, and the result is a
+    plain tf_keras model that every other technique (and the converter) takes.
+    """
+
+    backend = "keras3 -> tf_keras twin: channel surgery"
+
+    @classmethod
+    def check_model(cls, config: PruneChannelsConfig, model: Any) -> None:
+        """A model without a tf_keras twin, or with a layer the graph cannot follow, is refused before training."""
+        super().check_model(config, to_tf_keras(model, purpose=NAME))
+
+    def apply(self, model: Any) -> Any:
+        sample = self.context.data.sample if self.context is not None and self.context.data is not None else None
+        twin = to_tf_keras(model, sample=sample, purpose=NAME)
+        if self.context is not None:  # from here on the model is tf_keras: fine-tune, snapshots and exports follow
+            self.context = dataclasses.replace(self.context, backend=backend_named("tf_keras"))
+        if sample is not None:
+            self.backend = (
+                f"keras3 -> tf_keras twin (weights copied, outputs equal within {TOLERANCE:g}); channel surgery"
+            )
+        return super().apply(twin)
 
 
 def _norms(layer: Any, kind: str) -> np.ndarray:
