@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 from tfopt import cli, config, pipeline
 from tfopt.results import NotExported, load_run
@@ -24,6 +26,7 @@ evaluate: {latency_runs: 3, latency_warmup: 1}
 """
 
 
+@pytest.mark.slow  # 41 s; the default run keeps BERT transforms and export (test_transforms_keras3, test_export_keras3)
 def test_bert_pipeline_and_predict(tmp_path, capsys) -> None:
     cfg = config.loads(YAML, source="bert_tiny.yaml")
     run = pipeline.run(cfg, root=tmp_path, log=lambda line: None)

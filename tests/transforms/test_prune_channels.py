@@ -332,6 +332,7 @@ def _check_inverted_residuals(decisions: dict) -> None:
     assert "coupled with block_2_project" in decisions["block_1_project"].reason
 
 
+@pytest.mark.slow  # about 16 s: the default suite's budget; the residual test model covers the same paths
 def test_mobilenet_v2_tiny_pruned_on_digits_matches_its_file(digits, tmp_path) -> None:
     """The registered mobilenet_v2's tiny variant (alpha 0.35, 32x32, blocks expanded_conv .. block_5: two
     residual Adds join three projections) with half of every channel set removed, checked on the 360 real
