@@ -131,6 +131,7 @@ def _quick(lr: str = "1.0e-3", layers: str = "'*'"):
     return config.loads(QUICK.replace("LR", lr).replace("LAYERS", layers), default_name="quick")
 
 
+@pytest.mark.slow  # 18-27 s (suite budget); resume stays in test_killed_run_resumes_from_its_last_epoch
 def test_a_fixed_config_reuses_the_finished_baseline_and_force_replaces_a_run(tmp_path: Path) -> None:
     def run(cfg, **kw) -> list[str]:
         lines: list[str] = []

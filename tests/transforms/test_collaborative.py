@@ -6,6 +6,8 @@ cluster -> qat is CQAT, prune -> cluster -> qat is PCQAT.
 
 from __future__ import annotations
 
+import pytest
+
 import numpy as np
 
 from tfopt.evaluate.litert import TfliteRunner
@@ -72,6 +74,7 @@ def test_pcqat_keeps_sparsity_and_clusters_in_the_int8_file(
     assert acc >= 0.90
 
 
+@pytest.mark.slow  # 15-20 s (suite budget); PCQAT stays in test_pcqat_keeps_sparsity_and_clusters_in_the_int8_file
 def test_cluster_preserving_qat_strips_to_an_equivalent_plain_qat_model(
     trained_small_cnn, digits, tmp_path, run_chain, export_file
 ) -> None:
