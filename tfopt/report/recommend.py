@@ -119,8 +119,12 @@ def meets(r: Result, reference: Result, budget: Budget, margin: float = 0.0) -> 
     curse); requiring the drop plus ``margin`` paired standard errors (``Result.val_drop_se``) to fit
     makes the choice hold on new data. A file without a standard error is judged on its figure alone.
     """
-    penalty = margin * (r.val_drop_se or 0.0)
-    return r.val_accuracy - penalty >= budget.floor(reference.val_accuracy) - 1e-12
+    return cautious_accuracy(r, margin) >= budget.floor(reference.val_accuracy) - 1e-12
+
+
+def cautious_accuracy(r: Result, margin: float) -> float:
+    """``r``'s validation accuracy less ``margin`` standard errors of its drop: what is held against the floor."""
+    return r.val_accuracy - margin * (r.val_drop_se or 0.0)
 
 
 def candidates(results: Iterable[Result], objective: str) -> list[Result]:

@@ -48,7 +48,7 @@ from tfopt.pipeline import (
 from tfopt.pipeline.evaluation import accuracy
 from tfopt.report import render
 from tfopt.report.tune_section import NO_LEAKAGE
-from tfopt.report.recommend import OBJECTIVES, Budget, meets, paired_drop_se, recommend
+from tfopt.report.recommend import OBJECTIVES, Budget, cautious_accuracy, meets, paired_drop_se, recommend
 from tfopt.results import (
     Recommended,
     Result,
@@ -163,12 +163,12 @@ class _Search:
                 time_latency=False,  # timed at the end, in turn with the files chosen (same load)
             )  # fmt: skip
         self.reference = self.baseline_eval.results[1]  # float32 first (_with_float32): the budget's reference
-        self.reference_correct = self._correct(self.baseline_eval.files[("baseline", "float32")])
         if self.reference.val_accuracy is None:
             raise TfoptError(
                 f"tfopt tune chooses on the validation split, and pipeline {cfg.name!r} has none. "
                 "Fix: set data.val_fraction above 0 (e.g. 0.1). Received: val_fraction=0"
             )
+        self.reference_correct = self._correct(self.baseline_eval.files[("baseline", "float32")])
         with stage("sensitivity"):
             s = self.search.sensitivity
             self.sensitivity = sens_mod.measure(model, self.splits, s.sparsities, s.quantization, self.log)
@@ -289,8 +289,9 @@ class _Search:
         met = meets(result, self.reference, self._budget(), self.search.margin)
         ratio = value / ref_value if value is not None else 1e3
         # Met: in (0, 1), smaller files lower. Missed: above 1 whatever the size, worse the further below the floor.
-        cautious = result.val_accuracy - self.search.margin * (result.val_drop_se or 0.0)
-        score = ratio / (1 + ratio) if met else 1 + max(floor - cautious, 0.0) * 100
+        score = (
+            ratio / (1 + ratio) if met else 1 + max(floor - cautious_accuracy(result, self.search.margin), 0.0) * 100
+        )
         return Trial(
             trial_id, name, values, "COMPLETED", round(seconds, 3), result.format, result.val_accuracy,
             value, round(score, 6), met, result.path, tuner_id=worker, val_drop_se=result.val_drop_se,

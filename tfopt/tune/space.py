@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from typing import Any, Optional, Sequence
 
+from tfopt.config import TUNABLE
 from tfopt.results import LayerSensitivity
 from tfopt.schema import ExportSpec, PipelineConfig, VariantConfig
 from tfopt.tune.sensitivity import allocate
 
-CHAIN = ("distill", "prune_channels", "prune", "cluster", "qat")  # the order tfopt applies them (tfopt.config.TUNABLE)
+CHAIN = TUNABLE  # the order tfopt applies them
 
 
 def default_space(cfg: PipelineConfig, backend_kind: str) -> dict[str, Any]:
