@@ -44,3 +44,15 @@ def export(model, fmt: str, splits, tmp_path) -> Path:
 
 def steps(splits, batch_size: int = 32) -> int:
     return int(np.ceil(len(splits.y_train) / batch_size))
+
+
+def hand_macs(sizes: list[tuple[int, int]], classes: int, hidden: int, head_size: int, seq_len: int = SEQ_LEN) -> int:
+    """MACs of one snippet of ``seq_len`` tokens through a BERT classifier whose encoder layers have the given
+    (heads, feed-forward units): per layer the Q, K, V and output projections, the two attention matmuls and
+    the two feed-forward matmuls; then the pooler and the classifier on [CLS]."""
+    n, d = seq_len, hidden
+    total = 0
+    for heads, units in sizes:
+        width = heads * head_size
+        total += 3 * n * d * width + 2 * n * n * width + n * width * d + 2 * n * d * units
+    return total + d * d + d * classes

@@ -254,7 +254,7 @@ def test_cached_teacher_outputs_give_the_loss_of_the_teacher_run_per_batch(train
         losses[cache], notes[cache] = (before[0], history.history["loss"][-1]), step.backend
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
     n = len(digits.y_train) + len(digits.y_val)
-    assert f"teacher outputs cached: computed once for {n:,} train+val images" in notes[True]
+    assert f"teacher outputs cached: computed once for {n:,} train+val examples" in notes[True]
     assert "saving 0 teacher forward passes" in notes[True]  # finetune_epochs=1: one pass either way
     assert "teacher run on every batch" in notes[False]
 

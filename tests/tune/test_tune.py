@@ -196,6 +196,19 @@ def test_shuffled_test_labels_change_no_choice_and_the_seed_repeats_the_search(r
     assert ref_after.accuracy < ref_before.accuracy - 0.3  # the labels really were shuffled (about 10% correct)
 
 
+def test_a_pipeline_without_a_validation_split_is_refused_before_anything_trains(tmp_path):
+    from tfopt.errors import TfoptError
+    from tfopt.tune import tune
+
+    lines: list[str] = []
+    cfg = config.loads(
+        TINY.format(name="noval", drop=0.02, sparsity="0.5").replace("val_fraction: 0.15", "val_fraction: 0")
+    )
+    with pytest.raises(TfoptError, match=r"chooses on the validation split.*Fix: set data.val_fraction above 0"):
+        tune(cfg, root=tmp_path, log=lines.append)
+    assert not any("baseline" in line for line in lines), lines
+
+
 @pytest.mark.slow
 def test_a_budget_no_trial_meets_still_exports_the_closest_file(tmp_path):
     from tfopt.tune import tune

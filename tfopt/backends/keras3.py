@@ -240,6 +240,9 @@ class Keras3Backend(Backend):
         (model if optimizer else saveable(model)).save(path)
 
     def load(self, path: Any, safe_mode: bool = True) -> Any:
+        from tfopt.backends.bert_surgery import register_for
+
+        register_for(path)
         return keras3().models.load_model(path, compile=False, safe_mode=safe_mode)
 
     def weight_stats(self, model: Any) -> list[LayerStats]:

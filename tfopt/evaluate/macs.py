@@ -9,11 +9,14 @@ tfopt's exports), for the operators that do nearly all the arithmetic of the mod
 - DEPTHWISE_CONV_2D: output elements x kernel height x width;
 - CONV_3D: output elements x kernel depth x height x width x input channels;
 - TRANSPOSE_CONV: input elements x kernel height x width x output channels;
-- FULLY_CONNECTED: output elements x input features;
+- FULLY_CONNECTED: input rows x units x input features;
 - BATCH_MATMUL: output elements x the contracted dimension.
 
 Element-wise ops, pooling and normalisation are not counted (a few percent of a CNN's work).
-Unknown (dynamic) dimensions count as 1.
+A dynamic dimension (-1 in the shape signature) is resolved through the RESHAPE that made the tensor:
+a Keras ``Dense`` on a (batch, tokens, features) input is exported as RESHAPE to (-1, features) then
+FULLY_CONNECTED, and its rows are the reshape's input elements / features (counting the -1 as 1 would
+undercount a transformer's feed-forward block by the sequence length). Other unknown dimensions count as 1.
 """
 
 from __future__ import annotations
@@ -54,6 +57,19 @@ def tflite_op_macs(path: str | Path) -> list[OpMacs]:
         tensor = subgraph.Tensors(t)
         return tuple(max(1, int(d)) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
 
+    reshaped = {}  # output tensor of a RESHAPE -> its input tensor (same elements)
+    for i in range(subgraph.OperatorsLength()):
+        op = subgraph.Operators(i)
+        if file.op_name(op) == "RESHAPE" and op.InputsLength() and op.OutputsLength():
+            reshaped[int(op.Outputs(0))] = int(op.Inputs(0))
+
+    def elements(t: int) -> int:
+        tensor = subgraph.Tensors(t)
+        dynamic = tensor.ShapeSignatureLength() and any(int(d) < 0 for d in tensor.ShapeSignatureAsNumpy())
+        if dynamic and t in reshaped:
+            return elements(reshaped[t])
+        return math.prod(shape(t))
+
     out = []
     for i in range(subgraph.OperatorsLength()):
         op = subgraph.Operators(i)
@@ -62,7 +78,11 @@ def tflite_op_macs(path: str | Path) -> list[OpMacs]:
             continue
         ins = [int(op.Inputs(j)) for j in range(op.InputsLength())]
         out_t = int(op.Outputs(0))
-        macs = _macs(kind, op, schema, [shape(t) for t in ins], shape(out_t))
+        if kind == "FULLY_CONNECTED" and len(shape(ins[1])) == 2:  # weights (units, features)
+            units, features = shape(ins[1])
+            macs = max(1, elements(ins[0]) // features) * units * features
+        else:
+            macs = _macs(kind, op, schema, [shape(t) for t in ins], shape(out_t))
         name = subgraph.Tensors(out_t).Name().decode("utf-8", "replace")
         weight = ins[2] if kind == "TRANSPOSE_CONV" else ins[1]
         out.append(OpMacs(kind, name, shape(weight), macs, index=i))

@@ -94,10 +94,23 @@ class FeatureLoss(Strict):
     weight: float = Field(1.0, ge=0, description="weight of this feature term in the per-example loss")
 
 
+class TeacherLayers(Strict):
+    """``student: {layers: k}``: the teacher itself with every k-th encoder layer kept (DistilBERT's initialisation).
+
+    For a BERT teacher of n layers the student keeps layers k, 2k, ... (0-based k-1, 2k-1, ...: the
+    last one, which feeds the pooler and the fine-tuned head, always stays), with the teacher's
+    embeddings, pooler and classifier head, so it starts where the teacher is, not at random.
+    """
+
+    layers: int = Field(ge=2, description="keep every k-th encoder layer of the (BERT) teacher")
+
+
 class DistillConfig(Strict):
     """``distill``'s parameters: the student, the loss' temperature and weight, optionally the teacher."""
 
-    student: ModelConfig = Field(description="a registered model {name, params} or a model file {path}")
+    student: Union[TeacherLayers, ModelConfig] = Field(
+        description="a registered model {name, params}, a model file {path}, or {layers: k} of a BERT teacher"
+    )
     temperature: float = Field(2.0, gt=0, description="softens both outputs before the KL term (T)")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the hard-label loss; 1 - alpha goes to the teacher")
     teacher: Optional[ModelConfig] = Field(None, description="a model file {path}; default: the step's input model")
@@ -115,6 +128,14 @@ class DistillConfig(Strict):
         if self.feature is None:
             return []
         return list(self.feature) if isinstance(self.feature, list) else [self.feature]
+
+    @field_validator("student", mode="before")
+    @classmethod
+    def _student_kind(cls, v: Any) -> Any:
+        # one class per shape, so an error names the keys of the intended form, not both forms' keys
+        if isinstance(v, dict) and "layers" in v:
+            return TeacherLayers.model_validate(v)
+        return ModelConfig.model_validate(v) if isinstance(v, dict) else v
 
     @field_validator("teacher")
     @classmethod
@@ -354,12 +375,16 @@ class Distill(Transform):
     backend = "tf_keras: tfopt distiller (KL x T^2 + hard-label CE, on logits)"
 
     kind = "tf_keras"
+    student_note = ""  # how the student was made, when not by a builder (``student: {layers: k}``)
 
     def apply(self, model: Any) -> Any:
         c = self.config
         teacher = model if c.teacher is None else self._build(c.teacher, "teacher")
         self._require_kind(teacher, "teacher")
-        student = self._build(c.student, "student")
+        if isinstance(c.student, TeacherLayers):
+            student = self._shallow(teacher, c.student.layers)
+        else:
+            student = self._build(c.student, "student")
         self._require_kind(student, "student")
         _check_compatible(teacher, student)
         self._hints = check_hints(teacher, student, c.features) if not c.scratch else []
@@ -369,12 +394,22 @@ class Distill(Transform):
             self.backend = f"{self.kind}: the student trained from scratch on the labels (control)"
             return student
         k = self.context.backend.keras() if self.context.backend is not None else keras()
-        teacher_logits, _ = logits_twin(teacher, k)
+        teacher_logits, _ = self._logits_twin(teacher, k)
         self._teacher_logits = teacher_logits
-        self._twin, self._shared = logits_twin(student, k)
+        self._twin, self._shared = self._logits_twin(student, k)
         distiller = self._distiller(self._twin, teacher_logits)
-        distiller(tf().zeros((1, *student.input_shape[1:])))  # built: Keras' BackupAndRestore needs it to resume
+        distiller(_one_input(student, self.context))  # built: Keras' BackupAndRestore needs it to resume
         return distiller
+
+    def _logits_twin(self, model: Any, k: Any) -> tuple[Any, bool]:
+        return logits_twin(model, k)
+
+    def _shallow(self, teacher: Any, every: int) -> Any:
+        raise TransformError(
+            f"distill.student: {{layers: {every}}} keeps encoder layers of a BERT teacher; teacher {teacher.name!r} "
+            f"is a {self.kind} model. Fix: give a student model ({{name: ..., params: ...}} or {{path: ...}}). "
+            f"Received: student={{layers: {every}}}"
+        )
 
     def _distiller(self, student_logits: Any, teacher_logits: Any) -> Any:
         return _make_distiller(student_logits, teacher_logits, self.config.temperature, self.config.alpha, self._hints)
@@ -405,7 +440,7 @@ class Distill(Transform):
         seconds = time.perf_counter() - start
         n, epochs = len(splits.y_train) + len(splits.y_val), self.context.finetune_epochs
         self.cache_note = (
-            f"teacher outputs cached: computed once for {n:,} train+val images in {seconds:.1f} s and reused "
+            f"teacher outputs cached: computed once for {n:,} train+val examples in {seconds:.1f} s and reused "
             f"over {epochs} epochs, saving {n * (epochs - 1):,} teacher forward passes "
             f"(about {seconds * (epochs - 1):.0f} s)"
         )
@@ -448,8 +483,18 @@ class Distill(Transform):
             if c.scratch
             else f"trained on teacher {teacher.name!r} ({teacher.count_params():,} weights), "
             f"T={c.temperature:g}, alpha={c.alpha:g}"
-        )
+        ) + self.student_note
         return [LayerDecision(layer.name, True, f"student layer, {how}") for layer in student.layers if layer.weights]
+
+
+def _one_input(model: Any, context: Any) -> Any:
+    """One input row for ``model``: the first training sample when the step has one, else zeros of its input."""
+    sample = None if context is None or context.data is None else context.data.sample
+    if isinstance(sample, dict):
+        return {name: np.asarray(v)[:1] for name, v in sample.items()}
+    if sample is not None and len(sample):
+        return np.asarray(sample)[:1]
+    return tf().zeros((1, *model.input_shape[1:]))
 
 
 def _check_compatible(teacher: Any, student: Any) -> None:

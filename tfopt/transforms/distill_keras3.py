@@ -38,7 +38,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfopt.transforms.distill import DISTILL, Distill, Hint, Hinted, labels_and_teacher
+from tfopt.backends import bert_surgery, outputs_probabilities
+from tfopt.errors import TransformError
+from tfopt.transforms.distill import DISTILL, Distill, Hint, Hinted, labels_and_teacher, logits_twin
 
 
 def cached_distiller(
@@ -100,6 +102,26 @@ class DistillKeras3(Distill):
             ),
             student_loss_weight=self.config.alpha,
         )
+
+    def _logits_twin(self, model: Any, k: Any) -> tuple[Any, bool]:
+        # keras-hub classifiers do not clone layer by layer: the twin is the same BERT rebuilt with a linear head
+        if bert_surgery.is_bert(model) and outputs_probabilities(model):
+            return bert_surgery.rebuild(model, activation=None), False
+        return logits_twin(model, k)
+
+    def _shallow(self, teacher: Any, every: int) -> Any:
+        """The teacher with encoder layers every-1, 2*every-1, ... kept (``student: {layers: k}``)."""
+        if not bert_surgery.is_bert(teacher):
+            return super()._shallow(teacher, every)
+        n = len(bert_surgery.encoder_layers(teacher))
+        kept = list(range(every - 1, n, every))
+        if every > n:
+            raise TransformError(
+                f"distill.student: {{layers: {every}}} would keep none of teacher {teacher.name!r}'s {n} encoder "
+                f"layers. Fix: use layers between 2 and {n}. Received: layers={every}"
+            )
+        self.student_note = f"; initialised from teacher encoder layers {', '.join(map(str, kept))} of 0-{n - 1}"
+        return bert_surgery.rebuild(teacher, layers=kept)
 
     def compile(self, model: Any, optimizer: str, learning_rate: float) -> None:
         if self.config.scratch:

@@ -34,7 +34,9 @@ XNNPACK's kernels prefer. The output layer is never pruned. The new model is reb
 model's config with the widths changed and the sliced weights set, then fine-tuned like any step;
 any step can follow it (prune, cluster, qat).
 
-A Keras 3 functional or Sequential model of built-in layers is pruned through its exact tf_keras
+A keras-hub BERT classifier loses attention heads and feed-forward units instead (``head_fraction``,
+``prune_heads.py``) and stays a Keras 3 model. Any other Keras 3 functional or Sequential model of built-in
+layers is pruned through its exact tf_keras
 twin (``tfopt.backends.translate``, outputs checked equal on the training sample): the variant is
 a tf_keras model from this step on, and later steps, fine-tunes and exports use tf_keras.
 """
@@ -48,11 +50,11 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from tfopt._keras import keras, tf
-from tfopt.backends import backend_named
+from tfopt.backends import backend_named, bert_surgery
 from tfopt.backends.translate import TOLERANCE, to_tf_keras
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
-from tfopt.transforms import Transform, layer_selected, technique
+from tfopt.transforms import Transform, layer_selected, prune_heads, technique
 from tfopt.transforms.channel_graph import (
     PRODUCERS,
     ChannelGraph,
@@ -69,6 +71,9 @@ NAME = "prune_channels"
 
 class PruneChannelsConfig(LayerSelection):
     fraction: Optional[float] = Field(None, gt=0, lt=1, description="share of each layer's channels removed")
+    head_fraction: Optional[float] = Field(
+        None, gt=0, lt=1, description="BERT: share of each encoder layer's attention heads removed (default: fraction)"
+    )
     fractions: dict[str, float] = Field(
         default_factory=dict, description="per-layer fraction by name or glob pattern, e.g. {conv2: 0.7}"
     )
@@ -217,9 +222,16 @@ class PruneChannelsKeras3(PruneChannels):
     @classmethod
     def check_model(cls, config: PruneChannelsConfig, model: Any) -> None:
         """A model without a tf_keras twin, or with a layer the graph cannot follow, is refused before training."""
+        if bert_surgery.is_bert(model):
+            return prune_heads.check(config, model)
         super().check_model(config, to_tf_keras(model, purpose=NAME))
 
     def apply(self, model: Any) -> Any:
+        if bert_surgery.is_bert(model):  # heads and feed-forward units (prune_heads.py); stays Keras 3
+            heads, units, self.decisions, used = prune_heads.plan(self.config, model, self.context)
+            self.backend = f"keras3: BERT heads and feed-forward units removed ({used}), rebuilt by bert_surgery"
+            require_some_applied(self.name, model, self.decisions, "raise fraction, or check fractions / skip.")
+            return bert_surgery.rebuild(model, heads=heads, units=units)
         sample = self.context.data.sample if self.context is not None and self.context.data is not None else None
         twin = to_tf_keras(model, sample=sample, purpose=NAME)
         if self.context is not None:  # from here on the model is tf_keras: fine-tune, snapshots and exports follow

@@ -146,6 +146,11 @@ class _Search:
         keras().utils.set_random_seed(cfg.seed)
         with stage("data"):
             self.splits = load_data(cfg, self.out.models_dir, self.log)
+        if not len(self.splits.y_val):  # refused before anything trains
+            raise TfoptError(
+                f"tfopt tune chooses on the validation split, and pipeline {cfg.name!r} has none. "
+                f"Fix: set data.val_fraction above 0 (e.g. 0.1). Received: val_fraction={cfg.data.val_fraction}"
+            )
         self.baseline_trials: list[Trial] = []
         if self.search.baseline:
             with stage("baseline search"):
@@ -163,11 +168,6 @@ class _Search:
                 time_latency=False,  # timed at the end, in turn with the files chosen (same load)
             )  # fmt: skip
         self.reference = self.baseline_eval.results[1]  # float32 first (_with_float32): the budget's reference
-        if self.reference.val_accuracy is None:
-            raise TfoptError(
-                f"tfopt tune chooses on the validation split, and pipeline {cfg.name!r} has none. "
-                "Fix: set data.val_fraction above 0 (e.g. 0.1). Received: val_fraction=0"
-            )
         self.reference_correct = self._correct(self.baseline_eval.files[("baseline", "float32")])
         with stage("sensitivity"):
             s = self.search.sensitivity
