@@ -26,7 +26,7 @@ def test_masks() -> None:
     assert (m.sum(axis=0) == 2).all() and m[2:, :].all()
 
 
-@pytest.mark.parametrize("schedule", ["polynomial", "constant"])
+@pytest.mark.parametrize("schedule", ["polynomial", pytest.param("constant", marks=pytest.mark.slow)])
 def test_prune_sparsity_in_exported_file(tiny_bert_model, rt_tokens, tmp_path, schedule) -> None:
     t = _step("prune", rt_tokens, final_sparsity=0.5, schedule=schedule)
     assert t.backend.startswith("keras3")
@@ -66,6 +66,7 @@ def test_cluster_unique_values_in_exported_file(tiny_bert_model, rt_tokens, tmp_
     assert keras_probs.shape == (64, 2)
 
 
+@pytest.mark.slow  # default-suite budget: prune and cluster each keep a default-run test
 def test_cluster_after_prune_keeps_sparsity(tiny_bert_model, rt_tokens, tmp_path) -> None:
     pruned = fine_tune(tiny_bert_model, _step("prune", rt_tokens, final_sparsity=0.5, schedule="constant"), rt_tokens)
     t = _step("cluster", rt_tokens, previous=["prune"], number_of_clusters=8)
