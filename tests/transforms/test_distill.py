@@ -19,6 +19,7 @@ from tfopt.transforms.distill import DistillConfig, distillation_loss, logits_tw
 
 NO_LATENCY = EvaluateConfig(latency_runs=0)
 STUDENT = {"name": "small_cnn", "params": {"filters": 4, "dense": 16}}
+HINTS = [{"teacher": "conv1", "student": "conv1", "weight": 0.5}, {"teacher": "dense1", "student": "dense1"}]
 
 # Fixed logits, worked by hand below with NumPy only.
 TEACHER_LOGITS = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, -1.0]], dtype=np.float32)
@@ -201,7 +202,9 @@ def test_student_of_another_shape_than_the_teacher_refused(trained_small_cnn, di
         step.apply(trained_small_cnn)
 
 
-def test_distill_under_mirrored_on_two_logical_cpus(trained_small_cnn, digits) -> None:
+@pytest.mark.parametrize("hints", [None, HINTS], ids=["logits", "logits+feature"])
+def test_distill_under_mirrored_on_two_logical_cpus(trained_small_cnn, digits, hints) -> None:
+    """Logits alone and with the feature loss (its projection made and trained under the strategy, then dropped)."""
     assert len(tf().config.list_logical_devices("CPU")) == 2, "tests/conftest.py splits the CPU in two"
     # Reduced on one device, not by collectives: run after tests/train/test_mirrored.py in the same process, a
     # collective MirroredStrategy on the same two CPUs fails with "Shape mismatch in the collective instance 100"
@@ -213,7 +216,7 @@ def test_distill_under_mirrored_on_two_logical_cpus(trained_small_cnn, digits) -
         teacher = backend_for(trained_small_cnn).clone(trained_small_cnn)
     applied = pipeline.apply_steps(
         teacher,
-        [{"distill": {"student": STUDENT}}],
+        [{"distill": {"student": STUDENT, **({"feature": hints} if hints else {})}}],
         digits,
         pipeline.Recipe(epochs=1, batch_size=32, learning_rate=2e-3),
         strategy=strategy,
@@ -221,6 +224,7 @@ def test_distill_under_mirrored_on_two_logical_cpus(trained_small_cnn, digits) -
     )
     (training,) = applied.trainings
     assert (training.replicas, training.global_batch_size) == (2, 32) and np.isfinite(training.final["loss"])
+    assert ("feature loss: teacher 'conv1'" in applied.reports[0].backend) == bool(hints)
     assert (
         applied.model.count_params()
         == models.build(
@@ -311,9 +315,6 @@ def test_feature_term_matches_a_hand_computation() -> None:
     )
     hand = _by_hand(4.0, 0.3) + 0.7 * ((t_feat - projected) ** 2).reshape(2, -1).mean(-1)
     np.testing.assert_allclose(got.numpy(), hand, rtol=1e-5)
-
-
-HINTS = [{"teacher": "conv1", "student": "conv1", "weight": 0.5}, {"teacher": "dense1", "student": "dense1"}]
 
 
 def test_distiller_loss_with_hints_is_the_hand_computed_one(trained_small_cnn, digits) -> None:
