@@ -44,6 +44,7 @@ def test_prune_sparsity_in_exported_file(tiny_bert_model, rt_tokens, tmp_path, s
     assert not hasattr(model, "_tfopt_clusters") and type(model).__name__ == "BertTextClassifier"
 
 
+@pytest.mark.slow  # default-suite budget: test_masks checks the 2:4 mask, the tf_keras 2:4 file tests stay default
 def test_prune_2_4_pattern_in_exported_file(tiny_bert_model, rt_tokens, tmp_path) -> None:
     t = _step("prune", rt_tokens, sparsity_m_by_n="2:4", skip=["token_embedding", "segment_embedding"])
     model = fine_tune(tiny_bert_model, t, rt_tokens)
