@@ -45,24 +45,27 @@ def _step(params: dict, splits):
     return TECHNIQUES.get("prune_channels").for_backend("keras3")(PruneChannelsConfig.model_validate(params), context)
 
 
+def _zeroed(value: np.ndarray, index, axis: int = 0) -> np.ndarray:
+    value = np.moveaxis(value.copy(), axis, 0)
+    value[index] = 0
+    return np.moveaxis(value, 0, axis)
+
+
+def _zero_outputs(dense, index) -> None:
+    """Zero a Dense's outputs ``index``: the kernel's second axis and the bias' first."""
+    dense.kernel.assign(_zeroed(dense.kernel.numpy(), index, axis=1))
+    dense.bias.assign(_zeroed(dense.bias.numpy(), index))
+
+
 def _kill(model, heads: list[int], units: list[int]) -> None:
     """Zero every weight that only the given heads and units use, in every encoder layer."""
     for layer in bert_surgery.encoder_layers(model):
         att = layer._self_attention_layer
         for dense in (att._query_dense, att._key_dense, att._value_dense):
-            kernel, bias = dense.kernel.numpy(), dense.bias.numpy()
-            kernel[:, heads], bias[heads] = 0, 0
-            dense.kernel.assign(kernel), dense.bias.assign(bias)
-        out = att._output_dense.kernel.numpy()
-        out[heads] = 0
-        att._output_dense.kernel.assign(out)
-        inter = layer._feedforward_intermediate_dense
-        kernel, bias = inter.kernel.numpy(), inter.bias.numpy()
-        kernel[:, units], bias[units] = 0, 0
-        inter.kernel.assign(kernel), inter.bias.assign(bias)
-        ffn_out = layer._feedforward_output_dense.kernel.numpy()
-        ffn_out[units] = 0
-        layer._feedforward_output_dense.kernel.assign(ffn_out)
+            _zero_outputs(dense, heads)
+        att._output_dense.kernel.assign(_zeroed(att._output_dense.kernel.numpy(), heads))
+        _zero_outputs(layer._feedforward_intermediate_dense, units)
+        layer._feedforward_output_dense.kernel.assign(_zeroed(layer._feedforward_output_dense.kernel.numpy(), units))
 
 
 def test_rebuilding_with_nothing_removed_is_the_same_model_and_reloads_in_safe_mode(bert4, rt_tokens, tmp_path):

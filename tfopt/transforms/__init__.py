@@ -64,6 +64,11 @@ class Context:
         return self.steps_per_epoch * self.finetune_epochs
 
 
+def sample_of(context: Optional[Context]) -> Any:
+    """The step's training sample (array or dict of arrays), or None when the step was given no data."""
+    return None if context is None or context.data is None else context.data.sample
+
+
 class Transform(abc.ABC):
     """One technique's implementation for one Keras backend, applied to one model.
 

@@ -393,6 +393,27 @@ def matching(patterns: dict[str, float], names: list[str], step: str) -> dict[st
     return out
 
 
+def weight_gradient_products(
+    model: Any, sample: Any, batches: int, variables: list[Any], loss_fn: Any, step: str
+) -> Iterator[list[Optional[np.ndarray]]]:
+    """Per batch of ``sample`` (array or dict of arrays), weight x gradient for each of ``variables`` (None where
+    it has no gradient), the loss taken against the model's own predictions: the first-order Taylor term of
+    the Taylor importance (Molchanov et al. 2019), shared by channel and head pruning. One forward pass per
+    batch gives both the labels and the taped loss."""
+    from tfopt._keras import tf
+
+    if sample is None:
+        raise TransformError(f"{step}: importance: taylor needs training samples. Fix: use importance: l1.")
+    rows = len(next(iter(sample.values()))) if isinstance(sample, dict) else len(sample)
+    for idx in np.array_split(np.arange(rows), min(batches, rows)):
+        x = {n: np.asarray(v)[idx] for n, v in sample.items()} if isinstance(sample, dict) else np.asarray(sample)[idx]
+        with tf().GradientTape() as tape:
+            probs = model(x, training=False)
+            loss = loss_fn(np.argmax(np.asarray(probs), axis=-1), probs)
+        grads = tape.gradient(loss, variables)
+        yield [None if g is None else np.asarray(v.numpy()) * np.asarray(g) for v, g in zip(variables, grads)]
+
+
 def keep_count(n: int, fraction: float, round_to: int) -> int:
     """How many of ``n`` groups stay when ``fraction`` is removed: the nearest multiple of ``round_to``,
     at least ``round_to`` (and 1), at most ``n``."""

@@ -83,7 +83,7 @@ from tfopt.backends import backend_for, outputs_probabilities
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
 from tfopt.schema import ModelConfig, Strict
-from tfopt.transforms import Transform, technique
+from tfopt.transforms import Transform, sample_of, technique
 
 
 class FeatureLoss(Strict):
@@ -489,7 +489,7 @@ class Distill(Transform):
 
 def _one_input(model: Any, context: Any) -> Any:
     """One input row for ``model``: the first training sample when the step has one, else zeros of its input."""
-    sample = None if context is None or context.data is None else context.data.sample
+    sample = sample_of(context)
     if isinstance(sample, dict):
         return {name: np.asarray(v)[:1] for name, v in sample.items()}
     if sample is not None and len(sample):

@@ -49,12 +49,12 @@ from typing import Any, Literal, Optional
 import numpy as np
 from pydantic import Field, model_validator
 
-from tfopt._keras import keras, tf
+from tfopt._keras import keras
 from tfopt.backends import backend_named, bert_surgery
 from tfopt.backends.translate import TOLERANCE, to_tf_keras
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
-from tfopt.transforms import Transform, layer_selected, prune_heads, technique
+from tfopt.transforms import Transform, layer_selected, prune_heads, sample_of, technique
 from tfopt.transforms.channel_graph import (
     PRODUCERS,
     ChannelGraph,
@@ -63,6 +63,7 @@ from tfopt.transforms.channel_graph import (
     keep_count,
     matching,
     slice_weights,
+    weight_gradient_products,
 )
 from tfopt.transforms.common import LayerSelection, refuse_after_qat, require_some_applied, require_tf_keras
 
@@ -232,7 +233,7 @@ class PruneChannelsKeras3(PruneChannels):
             self.backend = f"keras3: BERT heads and feed-forward units removed ({used}), rebuilt by bert_surgery"
             require_some_applied(self.name, model, self.decisions, "raise fraction, or check fractions / skip.")
             return bert_surgery.rebuild(model, heads=heads, units=units)
-        sample = self.context.data.sample if self.context is not None and self.context.data is not None else None
+        sample = sample_of(self.context)
         twin = to_tf_keras(model, sample=sample, purpose=NAME)
         if self.context is not None:  # from here on the model is tf_keras: fine-tune, snapshots and exports follow
             self.context = dataclasses.replace(self.context, backend=backend_named("tf_keras"))
@@ -278,28 +279,21 @@ def _sum_by_root(graph: ChannelGraph, members: dict[str, tuple[list[int], np.nda
 
 def _taylor(model: Any, graph: ChannelGraph, context: Any, batches: int) -> dict[str, np.ndarray]:
     """(sum over each filter of weight x gradient)^2 per output channel, summed over batches."""
-    t = tf()
-    sample = None if context is None or context.data is None else context.data.sample
-    if sample is None:
-        raise TransformError(f"{NAME}: importance: taylor needs training samples. Fix: use importance: l1.")
-    x = np.asarray(sample)
-    loss_fn = keras().losses.SparseCategoricalCrossentropy()
+    sample = sample_of(context)
     tracked = {p: [w for w in graph.layers[p].trainable_weights] for p in graph.producers}
+    flat = [w for ws in tracked.values() for w in ws]
+    loss_fn = keras().losses.SparseCategoricalCrossentropy()
     out = {p: 0.0 for p in graph.producers}
-    for chunk in np.array_split(x, min(batches, len(x))):
-        labels = np.argmax(model(chunk, training=False).numpy(), axis=-1)
-        with t.GradientTape() as tape:
-            loss = loss_fn(labels, model(chunk, training=False))
-        grads = tape.gradient(loss, [w for ws in tracked.values() for w in ws])
+    x = None if sample is None else np.asarray(sample)
+    for products in weight_gradient_products(model, x, batches, flat, loss_fn, NAME):
         k = 0
         for p, ws in tracked.items():
             axis = PRODUCERS[type(graph.layers[p]).__name__][1]
             score = 0.0
-            for w, grad in zip(ws, grads[k : k + len(ws)]):
+            for w, prod in zip(ws, products[k : k + len(ws)]):
                 name = w.name.split("/")[-1].split(":")[0]
-                if grad is None or name not in ("kernel", "pointwise_kernel", "bias"):
+                if prod is None or name not in ("kernel", "pointwise_kernel", "bias"):
                     continue
-                prod = np.asarray(w.numpy()) * np.asarray(grad)
                 a = 0 if prod.ndim == 1 else axis % prod.ndim
                 score = score + np.moveaxis(prod, a, 0).reshape(prod.shape[a], -1).sum(1)
             k += len(ws)

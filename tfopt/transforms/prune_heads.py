@@ -36,11 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from tfopt._keras import keras3, tf
+from tfopt._keras import keras3
 from tfopt.backends import bert_surgery
 from tfopt.errors import TransformError
 from tfopt.results import LayerDecision
-from tfopt.transforms.channel_graph import keep_count, matching
+from tfopt.transforms import sample_of
+from tfopt.transforms.channel_graph import keep_count, matching, weight_gradient_products
 
 NAME = "prune_channels"
 
@@ -117,23 +118,10 @@ def _norms(layer: Any, kind: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _taylor(model: Any, layers: list[Any], context: Any, batches: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per layer, (sum over each head's / unit's weights of weight x gradient)^2, summed over batches."""
-    sample = None if context is None or context.data is None else context.data.sample
-    if sample is None:
-        raise TransformError(f"{NAME}: importance: taylor needs training samples. Fix: use importance: l1.")
-    t, k = tf(), keras3()
-    rows = len(next(iter(sample.values()))) if isinstance(sample, dict) else len(sample)
-    chunks = np.array_split(np.arange(rows), min(batches, rows))
-    variables = [_parts(layer) for layer in layers]
-    flat = [v for qkv, out, inter, ffn_out in variables for v in (*qkv, out, inter, ffn_out)]
-    loss_fn = k.losses.SparseCategoricalCrossentropy()
+    flat = [v for qkv, out, inter, ffn_out in map(_parts, layers) for v in (*qkv, out, inter, ffn_out)]
+    loss_fn = keras3().losses.SparseCategoricalCrossentropy()
     totals = [(0.0, 0.0) for _ in layers]
-    for idx in chunks:
-        x = {n: np.asarray(v)[idx] for n, v in sample.items()} if isinstance(sample, dict) else np.asarray(sample)[idx]
-        labels = np.argmax(np.asarray(model(x, training=False)), axis=-1)
-        with t.GradientTape() as tape:
-            loss = loss_fn(labels, model(x, training=False))
-        grads = tape.gradient(loss, flat)
-        products = [np.asarray(v.numpy()) * np.asarray(g) for v, g in zip(flat, grads)]
+    for products in weight_gradient_products(model, sample_of(context), batches, flat, loss_fn, NAME):
         for i in range(len(layers)):
             q, kk, v, out, inter, ffn_out = products[6 * i : 6 * i + 6]
             head = sum(np.moveaxis(w, 1, 0).sum(axis=(1, 2)) for w in (q, kk, v)) + out.sum(axis=(1, 2))

@@ -28,7 +28,7 @@ from tfopt.results import LayerDecision
 from tfopt.backends import backend_named
 from tfopt.backends.tf_keras import quantize_scope
 from tfopt.backends.translate import TOLERANCE, to_tf_keras
-from tfopt.transforms import Transform, technique
+from tfopt.transforms import Transform, sample_of, technique
 from tfopt.transforms.common import LayerSelection, clone_wrapping, fresh_copy, require_some_applied, require_tf_keras
 
 _CLUSTER_PRESERVE = (
@@ -213,7 +213,7 @@ class QatKeras3(Qat):
         to_tf_keras(model)
 
     def apply(self, model: Any) -> Any:
-        sample = self.context.data.sample if self.context.data is not None else None
+        sample = sample_of(self.context)
         twin = to_tf_keras(model, sample=sample)
         # From here on the model is tf_keras: the fine-tune, snapshots and exports use its backend.
         self.context = dataclasses.replace(self.context, backend=backend_named("tf_keras"))
